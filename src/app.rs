@@ -1,0 +1,146 @@
+//! [`App`]: Ratchet's `App` — routes to components, origins, and `run`.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+
+use log::info;
+use mio::net::TcpListener;
+
+use crate::component::Component;
+use crate::config::ServerConfig;
+use crate::error::{Error, Result};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::reactor::Reactor;
+use crate::router::{Origins, Router, Target};
+use crate::server::{Server, ServerCore};
+
+/// A WebSocket application: components on paths, served on one address.
+///
+/// ```no_run
+/// use pawl::{App, EchoServer};
+///
+/// let mut app = App::new("127.0.0.1", 8080);
+/// app.route("/echo", EchoServer, &["*"]);
+/// app.run()?;
+/// # Ok::<(), pawl::Error>(())
+/// ```
+pub struct App {
+    address: Address,
+    config: ServerConfig,
+    router: Router,
+    components: Vec<Box<dyn Component>>,
+}
+
+enum Address {
+    HostPort(String, u16),
+    Listener(std::net::TcpListener),
+}
+
+impl App {
+    /// An app that will listen on `host:port` (`"0.0.0.0"` for every
+    /// interface, port 0 for any free port).
+    pub fn new(host: &str, port: u16) -> App {
+        App::with_address(Address::HostPort(host.to_owned(), port))
+    }
+
+    /// An app serving an already bound listener (a socket with
+    /// `SO_REUSEPORT`, one inherited from a supervisor, a test's port 0).
+    pub fn from_listener(listener: std::net::TcpListener) -> App {
+        App::with_address(Address::Listener(listener))
+    }
+
+    fn with_address(address: Address) -> App {
+        App {
+            address,
+            config: ServerConfig::default(),
+            router: Router::default(),
+            components: Vec::new(),
+        }
+    }
+
+    /// Sets limits and timeouts (see [`ServerConfig`]).
+    pub fn config(&mut self, config: ServerConfig) -> &mut Self {
+        self.config = config;
+        self
+    }
+
+    /// Mounts `component` on `path` (exact match, query ignored), accepting
+    /// the given origins: `&["*"]` for any, or hosts / full origins.
+    /// A refused origin gets HTTP 403; a plain GET on the path gets 426.
+    pub fn route<C: Component>(
+        &mut self,
+        path: &str,
+        component: C,
+        allowed_origins: &[&str],
+    ) -> &mut Self {
+        let index = self.components.len();
+        self.components.push(Box::new(component));
+        self.router.insert(
+            path,
+            Target::WebSocket {
+                component: index,
+                origins: Origins::from_list(allowed_origins),
+            },
+        );
+        self
+    }
+
+    /// Serves plain HTTP on `path` (a page, a health check). Each response
+    /// closes its connection.
+    pub fn http(
+        &mut self,
+        path: &str,
+        handler: impl Fn(&HttpRequest) -> HttpResponse + 'static,
+    ) -> &mut Self {
+        self.router.insert(path, Target::Http(Rc::new(handler)));
+        self
+    }
+
+    /// Binds and starts serving on `reactor`, beside whatever else runs on
+    /// it; [`Reactor::run`] drives it.
+    pub fn listen(self, reactor: &mut Reactor) -> Result<Server> {
+        let listener = match self.address {
+            Address::HostPort(host, port) => bind(&host, port)?,
+            Address::Listener(listener) => {
+                listener.set_nonblocking(true)?;
+                TcpListener::from_std(listener)
+            }
+        };
+        let routes = self.router.describe();
+        let server =
+            ServerCore::start(reactor, listener, self.router, self.components, self.config)?;
+        info!("pawl listening on {}: {routes}", server.local_addr());
+        Ok(server)
+    }
+
+    /// Runs the app on a loop of its own until SIGINT or SIGTERM, then
+    /// closes every connection with 1001 and returns.
+    pub fn run(self) -> Result<()> {
+        let mut reactor = Reactor::new()?;
+        reactor.stop_on_signals()?;
+        let server = self.listen(&mut reactor)?;
+        reactor.run()?;
+        server.close_all_now(&mut reactor)?;
+        info!("pawl stopped");
+        Ok(())
+    }
+}
+
+fn bind(host: &str, port: u16) -> Result<TcpListener> {
+    let addr: SocketAddr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::Config(format!("cannot resolve {host}:{port}: {e}")))?
+        .next()
+        .ok_or_else(|| Error::Config(format!("{host}:{port} resolves to no address")))?;
+    TcpListener::bind(addr).map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("routes", &self.router)
+            .field("config", &self.config)
+            .finish()
+    }
+}

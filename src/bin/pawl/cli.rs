@@ -1,0 +1,130 @@
+//! Command-line flags. One vocabulary across the project: `--bind`,
+//! `--redis`, `--tls-cert`/`--tls-key`, `--workers`, `--log-level`.
+
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+use pawl::ServerConfig;
+
+/// pawl: a single-threaded WebSocket server (RFC 6455) with /echo and /chat.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Allowed Origin (host or full origin); repeat for several. `*` allows any.
+    #[arg(long = "origin", value_name = "ORIGIN", default_value = "*")]
+    pub origin: Vec<String>,
+
+    /// Log level: off, error, warn, info, debug, trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: LevelFilter,
+
+    /// Largest message in bytes; bigger ones are closed with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_message_size: usize,
+
+    /// Largest frame in bytes; bigger ones are closed with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_frame_size: usize,
+
+    /// Connections above which new ones are refused at once.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Time a client has to finish the HTTP upgrade (e.g. 10s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Silence after which a connection is closed; a ping goes out half-way.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time the peer has to answer a close frame.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// Largest HTTP upgrade request in bytes (431 above it).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 10)]
+    pub max_request_size: usize,
+
+    /// Unsent bytes above which sends report backpressure.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub backpressure_threshold: usize,
+
+    /// Unsent bytes above which a client that does not read is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_backpressure: usize,
+}
+
+impl Args {
+    /// The server settings the flags describe.
+    pub fn server_config(&self) -> pawl::Result<ServerConfig> {
+        let config = ServerConfig::default()
+            .max_message_size(self.max_message_size)
+            .max_frame_size(self.max_frame_size)
+            .max_connections(self.max_connections)
+            .handshake_timeout(self.handshake_timeout)
+            .idle_timeout(self.idle_timeout)
+            .close_timeout(self.close_timeout)
+            .max_request_size(self.max_request_size)
+            .backpressure_threshold(self.backpressure_threshold)
+            .max_backpressure(self.max_backpressure);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `--bind` split into host and port (`[::1]:8080` works too).
+    pub fn host_port(&self) -> pawl::Result<(String, u16)> {
+        let bad = || pawl::Error::Config(format!("--bind {:?}: expected ADDR:PORT", self.bind));
+        let (host, port) = self.bind.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse().map_err(|_| bad())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok((host.to_owned(), port))
+    }
+}
+
+/// `10s`, `500ms`, `2m`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn bind_addresses() {
+        let args = Args::parse_from(["pawl", "--bind", "[::1]:9001"]);
+        assert_eq!(args.host_port().expect("valid"), ("::1".to_owned(), 9001));
+        let args = Args::parse_from(["pawl", "--bind", "nonsense"]);
+        assert!(args.host_port().is_err());
+    }
+}

@@ -1,0 +1,491 @@
+//! The per-connection state machine and the connection table the server and
+//! every [`Context`](crate::Context) share.
+//!
+//! Nothing here calls a component: methods change state and queue what the
+//! server must do next (a callback in [`Net::pending`], a socket to drop in
+//! [`Net::doomed`]). The server delivers those between callbacks, so a
+//! component closing another connection from inside `on_message` never
+//! re-enters itself.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Weak;
+use std::time::Instant;
+
+use log::{debug, warn};
+use slab::Slab;
+
+use crate::component::{CloseReason, ConnId, SendStatus};
+use crate::config::ServerConfig;
+use crate::error::{Error, Limit};
+use crate::frame::decode::Decoder;
+use crate::frame::{Violation, close_code, encode};
+use crate::http::HttpRequest;
+use crate::reactor::SourceId;
+use crate::server::ServerCore;
+use crate::transport::Transport;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading the HTTP upgrade request.
+    Handshake,
+    /// Upgraded: frames flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    AwaitingClose,
+    /// The last bytes (a close frame, an HTTP response) are going out; the
+    /// socket is dropped once they are sent.
+    Flushing,
+}
+
+/// Bits of [`Connection::flags`].
+pub(crate) mod flag {
+    /// Listed in [`super::Net::dirty`].
+    pub(crate) const DIRTY: u8 = 1;
+    /// A ping is out and unanswered.
+    pub(crate) const PING_SENT: u8 = 2;
+    /// A send reported backpressure; `on_drain` is owed.
+    pub(crate) const BACKPRESSURED: u8 = 4;
+    /// `on_open` ran, so `on_close` is owed.
+    pub(crate) const OPENED: u8 = 8;
+    /// Listed in [`super::Net::doomed`]: it is dropped at the next settle.
+    pub(crate) const DOOMED: u8 = 16;
+}
+
+/// One client connection. Kept small: an idle connection holds no buffer.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) stream: Transport,
+    pub(crate) generation: u32,
+    /// Index of the component its route leads to.
+    pub(crate) component: u32,
+    pub(crate) phase: Phase,
+    pub(crate) flags: u8,
+    /// Milliseconds on the server clock: last input while open, start of the
+    /// phase otherwise. Timeouts are measured from it.
+    pub(crate) since: u32,
+    /// Unsent output; `out[..out_start]` is already written.
+    pub(crate) out: Vec<u8>,
+    pub(crate) out_start: usize,
+    /// Received bytes not yet decoded: a partial request or frame.
+    pub(crate) input: Vec<u8>,
+    pub(crate) decoder: Decoder,
+    pub(crate) peer: SocketAddr,
+    pub(crate) request: Option<Box<HttpRequest>>,
+    /// Why it is closing, once known.
+    pub(crate) reason: Option<Box<CloseReason>>,
+}
+
+impl Connection {
+    pub(crate) fn new(stream: Transport, peer: SocketAddr, generation: u32, now: u32) -> Self {
+        Connection {
+            stream,
+            generation,
+            component: 0,
+            phase: Phase::Handshake,
+            flags: 0,
+            since: now,
+            out: Vec::new(),
+            out_start: 0,
+            input: Vec::new(),
+            decoder: Decoder::default(),
+            peer,
+            request: None,
+            reason: None,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn unsent(&self) -> usize {
+        self.out.len() - self.out_start
+    }
+
+    pub(crate) fn has(&self, bits: u8) -> bool {
+        self.flags & bits != 0
+    }
+
+    /// Writes queued output until done or `WouldBlock`. `Ok(true)` when
+    /// everything went out.
+    pub(crate) fn write_out(&mut self) -> io::Result<bool> {
+        while self.out_start < self.out.len() {
+            match self.stream.write(&self.out[self.out_start..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_start += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Keep the unsent tail at the front once the written part
+                    // dominates, so a slow reader does not pin a huge prefix.
+                    if self.out_start > self.out.len() / 2 {
+                        self.out.drain(..self.out_start);
+                        self.out_start = 0;
+                    }
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Drained: release the buffer. An idle connection keeps no memory,
+        // and the allocator hands the same block back on the next send.
+        self.out = Vec::new();
+        self.out_start = 0;
+        Ok(true)
+    }
+}
+
+/// A callback the server owes a component.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Error {
+        conn: ConnId,
+        component: u32,
+        error: Error,
+    },
+    Close {
+        conn: ConnId,
+        component: u32,
+        reason: CloseReason,
+    },
+    Drain {
+        conn: ConnId,
+        component: u32,
+    },
+    Timer {
+        component: u32,
+        timer: crate::reactor::TimerId,
+    },
+}
+
+/// The connection table and the queues of work between callbacks.
+pub(crate) struct Net {
+    pub(crate) conns: Slab<Connection>,
+    /// Connections with output to write at the end of the turn.
+    pub(crate) dirty: Vec<u32>,
+    /// Connections to drop at the next settle.
+    pub(crate) doomed: Vec<u32>,
+    pub(crate) pending: VecDeque<Pending>,
+    pub(crate) config: ServerConfig,
+    /// The reactor handler all this server's sockets report to.
+    pub(crate) handler: SourceId,
+    epoch: Instant,
+    /// The server clock, in ms since `epoch`, refreshed once per entry.
+    pub(crate) now: u32,
+    next_generation: u32,
+    /// Reused to encode a frame sent to many connections.
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) shutting_down: bool,
+    /// The server itself, for contexts that hand out [`crate::Server`] handles.
+    pub(crate) this: Weak<RefCell<ServerCore>>,
+    /// The server's index in the reactor's services, for [`crate::ServerHandle`].
+    pub(crate) service: usize,
+}
+
+impl Net {
+    pub(crate) fn new(
+        config: ServerConfig,
+        handler: SourceId,
+        this: Weak<RefCell<ServerCore>>,
+        service: usize,
+    ) -> Self {
+        Net {
+            conns: Slab::new(),
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            pending: VecDeque::new(),
+            config,
+            handler,
+            epoch: Instant::now(),
+            now: 0,
+            next_generation: 0,
+            scratch: Vec::new(),
+            shutting_down: false,
+            this,
+            service,
+        }
+    }
+
+    /// Advances the server clock to `now`.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        // Wraps after 49 days; every comparison uses wrapping differences.
+        self.now = now.duration_since(self.epoch).as_millis() as u32;
+    }
+
+    /// Milliseconds since `since`.
+    pub(crate) fn elapsed(&self, since: u32) -> u32 {
+        self.now.wrapping_sub(since)
+    }
+
+    pub(crate) fn next_generation(&mut self) -> u32 {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation
+    }
+
+    pub(crate) fn id(&self, key: u32) -> Option<ConnId> {
+        self.conns.get(key as usize).map(|c| ConnId {
+            key,
+            generation: c.generation,
+        })
+    }
+
+    /// The connection `id` names, if it still exists.
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Connection> {
+        self.conns
+            .get(id.key as usize)
+            .filter(|c| c.generation == id.generation)
+    }
+
+    fn get_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.conns
+            .get_mut(id.key as usize)
+            .filter(|c| c.generation == id.generation)
+    }
+
+    /// Lists the connection for the end-of-turn flush.
+    pub(crate) fn mark_dirty(&mut self, key: u32) {
+        if let Some(conn) = self.conns.get_mut(key as usize) {
+            if !conn.has(flag::DIRTY) {
+                conn.flags |= flag::DIRTY;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Queues pre-encoded frame bytes on an open connection.
+    pub(crate) fn send_frame(&mut self, id: ConnId, frame: &[u8]) -> SendStatus {
+        let (threshold, max) = (
+            self.config.backpressure_threshold,
+            self.config.max_backpressure,
+        );
+        let Some(conn) = self.get_mut(id) else {
+            return SendStatus::Dropped;
+        };
+        if conn.phase != Phase::Open || conn.has(flag::DOOMED) {
+            return SendStatus::Dropped;
+        }
+        conn.out.extend_from_slice(frame);
+        let unsent = conn.unsent();
+        let status = if unsent > max {
+            SendStatus::Dropped
+        } else if unsent > threshold {
+            conn.flags |= flag::BACKPRESSURED;
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent
+        };
+        if status == SendStatus::Dropped {
+            warn!(
+                "{id} from {}: outbound buffer over {max} bytes, closing",
+                conn.peer
+            );
+            conn.out = Vec::new();
+            conn.out_start = 0;
+            let component = conn.component;
+            self.pending.push_back(Pending::Error {
+                conn: id,
+                component,
+                error: Error::Limit(Limit::Backpressure),
+            });
+            self.doom(id.key, CloseReason::Limit(Limit::Backpressure));
+        } else {
+            self.mark_dirty(id.key);
+        }
+        status
+    }
+
+    /// Encodes and queues a message.
+    pub(crate) fn send_message(&mut self, id: ConnId, text: bool, payload: &[u8]) -> SendStatus {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        encode::message(&mut scratch, text, payload);
+        let status = self.send_frame(id, &scratch);
+        self.scratch = scratch;
+        status
+    }
+
+    /// Queues a control frame built by `write` (pong, ping, close), bypassing
+    /// backpressure accounting: control frames are tiny and must go out.
+    fn queue_control(&mut self, key: u32, write: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(conn) = self.conns.get_mut(key as usize) {
+            write(&mut conn.out);
+            self.mark_dirty(key);
+        }
+    }
+
+    pub(crate) fn pong(&mut self, key: u32, payload: &[u8]) {
+        self.queue_control(key, |out| encode::pong(out, payload));
+    }
+
+    pub(crate) fn ping(&mut self, key: u32) {
+        if let Some(conn) = self.conns.get_mut(key as usize) {
+            conn.flags |= flag::PING_SENT;
+        }
+        self.queue_control(key, |out| encode::ping(out, b""));
+    }
+
+    /// Starts the close handshake from our side: a close frame now, the
+    /// socket dropped when the peer answers (or after the close timeout).
+    pub(crate) fn close(&mut self, id: ConnId, code: u16, text: &str, reason: CloseReason) {
+        let now = self.now;
+        let Some(conn) = self.get_mut(id) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Open => {
+                encode::close(&mut conn.out, code, text);
+                conn.phase = Phase::AwaitingClose;
+                conn.since = now;
+                conn.reason.get_or_insert_with(|| Box::new(reason));
+                self.mark_dirty(id.key);
+            }
+            Phase::Handshake => self.doom(id.key, reason),
+            Phase::AwaitingClose | Phase::Flushing => {}
+        }
+    }
+
+    /// Fails the connection: a close frame with `code`, then the socket is
+    /// dropped without waiting for the peer (RFC 6455 §7.1.7).
+    pub(crate) fn fail(
+        &mut self,
+        key: u32,
+        code: u16,
+        text: &str,
+        reason: CloseReason,
+        error: Option<Error>,
+    ) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        let id = ConnId {
+            key,
+            generation: conn.generation,
+        };
+        if conn.phase == Phase::Open {
+            encode::close(&mut conn.out, code, text);
+        }
+        if conn.phase != Phase::Handshake {
+            conn.phase = Phase::Flushing;
+            conn.since = now;
+        }
+        if let (Some(error), true) = (error, conn.has(flag::OPENED)) {
+            let component = conn.component;
+            self.pending.push_back(Pending::Error {
+                conn: id,
+                component,
+                error,
+            });
+        }
+        let conn = &mut self.conns[key as usize];
+        conn.reason.get_or_insert_with(|| Box::new(reason));
+        if conn.phase == Phase::Handshake {
+            self.doom(key, CloseReason::Io(io::ErrorKind::InvalidData));
+        } else {
+            self.mark_dirty(key);
+        }
+    }
+
+    /// Fails the connection for a protocol violation by the peer.
+    pub(crate) fn violation(&mut self, key: u32, violation: Violation) {
+        if let Some(conn) = self.conns.get(key as usize) {
+            if violation.code == close_code::TOO_BIG {
+                warn!(
+                    "{} from {}: {}, closing with 1009",
+                    conn.generation, conn.peer, violation.reason
+                );
+            } else {
+                debug!(
+                    "#{} from {}: {}, closing with {}",
+                    conn.generation, conn.peer, violation.reason, violation.code
+                );
+            }
+        }
+        let reason = if violation.code == close_code::TOO_BIG {
+            CloseReason::Limit(Limit::MessageTooBig)
+        } else {
+            CloseReason::Protocol(violation)
+        };
+        let error = if violation.code == close_code::TOO_BIG {
+            Error::Limit(Limit::MessageTooBig)
+        } else {
+            Error::Protocol(violation)
+        };
+        self.fail(key, violation.code, violation.reason, reason, Some(error));
+    }
+
+    /// The peer sent a close frame.
+    pub(crate) fn peer_closed(&mut self, key: u32, code: u16, text: &str) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        if conn.phase == Phase::Open {
+            // Echo the peer's code (RFC 6455 §5.5.1); a close without a code
+            // is answered by a close without a code.
+            if code == close_code::NO_STATUS {
+                encode::frame(
+                    &mut conn.out,
+                    tungstenite::protocol::frame::coding::OpCode::Control(
+                        tungstenite::protocol::frame::coding::Control::Close,
+                    ),
+                    &[],
+                );
+            } else {
+                encode::close(&mut conn.out, code, "");
+            }
+            conn.reason.get_or_insert_with(|| {
+                Box::new(CloseReason::Peer {
+                    code,
+                    reason: text.to_owned(),
+                })
+            });
+        }
+        conn.phase = Phase::Flushing;
+        conn.since = now;
+        self.mark_dirty(key);
+    }
+
+    /// Marks the connection to be dropped at the next settle, recording why.
+    pub(crate) fn doom(&mut self, key: u32, reason: CloseReason) {
+        if let Some(conn) = self.conns.get_mut(key as usize) {
+            if !conn.has(flag::DOOMED) {
+                conn.flags |= flag::DOOMED;
+                conn.reason.get_or_insert_with(|| Box::new(reason));
+                self.doomed.push(key);
+            }
+        }
+    }
+
+    /// Writes a connection's queued output; handles completion (drain,
+    /// end of a close) and failure.
+    pub(crate) fn flush(&mut self, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        conn.flags &= !flag::DIRTY;
+        if conn.has(flag::DOOMED) {
+            return;
+        }
+        match conn.write_out() {
+            Ok(false) => {}
+            Ok(true) => {
+                if conn.phase == Phase::Flushing {
+                    conn.stream.shutdown_write();
+                    self.doom(key, CloseReason::Io(io::ErrorKind::NotConnected));
+                } else if conn.has(flag::BACKPRESSURED) {
+                    conn.flags &= !flag::BACKPRESSURED;
+                    let (component, generation) = (conn.component, conn.generation);
+                    self.pending.push_back(Pending::Drain {
+                        conn: ConnId { key, generation },
+                        component,
+                    });
+                }
+            }
+            Err(e) => {
+                debug!("#{} from {}: write failed: {e}", conn.generation, conn.peer);
+                self.doom(key, CloseReason::Io(e.kind()));
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Client-to-server frames: header parsing (tungstenite's), in-place
+//! unmasking, fragment assembly and UTF-8 validation.
+//!
+//! The decoder works on a byte slice it may modify (to unmask) and never
+//! copies an unfragmented message: the payload handed out borrows the input.
+//! Only a fragmented message is assembled into a buffer of its own, grown as
+//! fragments arrive, never reserved from a length the peer announced.
+
+use std::io::Cursor;
+
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+
+use super::mask::apply_mask;
+
+/// Close codes the server sends when it fails a connection.
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (shutdown, idle timeout).
+    pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke the protocol.
+    pub const PROTOCOL: u16 = 1002;
+    /// No status code was present (never sent on the wire).
+    pub const NO_STATUS: u16 = 1005;
+    /// The connection dropped without a close frame (never sent on the wire).
+    pub const ABNORMAL: u16 = 1006;
+    /// A text message was not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A message or frame exceeded the configured size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server hit an unexpected condition (a panicking component).
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// Why the decoder gave up on a connection: the close code to send and a
+/// short reason for the close frame and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Violation {
+    /// The close code to send (1002, 1007 or 1009).
+    pub code: u16,
+    /// A short human-readable reason.
+    pub reason: &'static str,
+}
+
+const fn violation(code: u16, reason: &'static str) -> Violation {
+    Violation { code, reason }
+}
+
+/// Size limits the decoder enforces, from tungstenite's `WebSocketConfig`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_frame: usize,
+    pub(crate) max_message: usize,
+}
+
+/// One decoded unit of input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Incoming<'a> {
+    /// A whole text message, already checked to be UTF-8.
+    Text(&'a str),
+    /// A whole binary message.
+    Binary(&'a [u8]),
+    /// A ping with its payload, to be answered with a pong.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong,
+    /// A close frame: its code (1005 when it had none) and reason.
+    Close(u16, &'a str),
+}
+
+/// A fragmented message being assembled.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: Vec<u8>,
+    /// Bytes of `data` known to be valid UTF-8 (text only), so each fragment
+    /// is checked once and a bad sequence fails as soon as it arrives.
+    checked: usize,
+    /// The message was handed out; drop it on the next call.
+    done: bool,
+}
+
+/// Per-connection decoder state: empty (no allocation) unless a fragmented
+/// message is in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Decoder {
+    partial: Option<Box<Partial>>,
+}
+
+impl Decoder {
+    /// Decodes the next frame in `buf[*pos..]`, unmasking it in place.
+    ///
+    /// Returns `Ok(None)` when the rest of `buf` is not a whole frame yet (the
+    /// caller keeps `buf[*pos..]` for later), and moves `*pos` past each frame
+    /// consumed. A continuation frame that is not final is consumed without
+    /// output.
+    pub(crate) fn decode<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        pos: &mut usize,
+        limits: Limits,
+    ) -> Result<Option<Incoming<'a>>, Violation> {
+        if self.partial.as_ref().is_some_and(|p| p.done) {
+            self.partial = None;
+        }
+        // Find the next unit without holding a borrow across iterations, then
+        // borrow once for the result.
+        let (opcode, range) = loop {
+            let Some((header, range)) = self.next_frame(buf, pos, limits)? else {
+                return Ok(None);
+            };
+            let payload = &buf[range.clone()];
+            match header.opcode {
+                OpCode::Data(Data::Text | Data::Binary) if !header.is_final => {
+                    let mut partial = Box::new(Partial {
+                        text: header.opcode == OpCode::Data(Data::Text),
+                        data: Vec::new(),
+                        checked: 0,
+                        done: false,
+                    });
+                    partial.append(payload, false)?;
+                    self.partial = Some(partial);
+                }
+                OpCode::Data(Data::Continue) => {
+                    let Some(partial) = self.partial.as_mut() else {
+                        return Err(violation(
+                            close_code::PROTOCOL,
+                            "continuation without a message",
+                        ));
+                    };
+                    partial.append(payload, header.is_final)?;
+                    if header.is_final {
+                        partial.done = true;
+                        break (header.opcode, None);
+                    }
+                }
+                opcode => break (opcode, Some(range)),
+            }
+        };
+        let Some(range) = range else {
+            // A fragmented message just completed; `append` validated it.
+            let partial = self.partial.as_deref().filter(|p| p.done);
+            return Ok(partial.map(|p| {
+                if p.text {
+                    // `append` validated every fragment, so this cannot fail;
+                    // the re-check costs only on the rare fragmented path.
+                    Incoming::Text(std::str::from_utf8(&p.data).unwrap_or_default())
+                } else {
+                    Incoming::Binary(&p.data)
+                }
+            }));
+        };
+        let payload = &buf[range];
+        Ok(Some(match opcode {
+            OpCode::Control(Control::Ping) => Incoming::Ping(payload),
+            OpCode::Control(Control::Pong) => Incoming::Pong,
+            OpCode::Control(Control::Close) => close_frame(payload)?,
+            OpCode::Data(Data::Text) => match std::str::from_utf8(payload) {
+                Ok(text) => Incoming::Text(text),
+                Err(_) => return Err(violation(close_code::INVALID_PAYLOAD, "invalid UTF-8")),
+            },
+            OpCode::Data(Data::Binary) => Incoming::Binary(payload),
+            _ => return Err(violation(close_code::PROTOCOL, "reserved opcode")),
+        }))
+    }
+
+    /// Parses, checks and unmasks the next whole frame, returning its header
+    /// and where its payload lies in `buf`.
+    fn next_frame(
+        &self,
+        buf: &mut [u8],
+        pos: &mut usize,
+        limits: Limits,
+    ) -> Result<Option<(FrameHeader, std::ops::Range<usize>)>, Violation> {
+        let start = *pos;
+        let mut cursor = Cursor::new(&buf[start..]);
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(violation(close_code::PROTOCOL, "reserved opcode")),
+        };
+        let header_len = cursor.position() as usize;
+        check_header(&header, len, limits)?;
+        let len = len as usize; // fits: checked against max_frame above
+        match (header.opcode, &self.partial) {
+            (OpCode::Data(Data::Continue), None) => {
+                return Err(violation(
+                    close_code::PROTOCOL,
+                    "continuation without a message",
+                ));
+            }
+            (OpCode::Data(Data::Text | Data::Binary), Some(_)) => {
+                return Err(violation(
+                    close_code::PROTOCOL,
+                    "new message inside a fragmented one",
+                ));
+            }
+            _ => {}
+        }
+        let assembled = self.partial.as_ref().map_or(0, |p| p.data.len());
+        if matches!(header.opcode, OpCode::Data(_)) && assembled + len > limits.max_message {
+            return Err(violation(close_code::TOO_BIG, "message too big"));
+        }
+        let payload_start = start + header_len;
+        if buf.len() - payload_start < len {
+            return Ok(None);
+        }
+        *pos = payload_start + len;
+        let range = payload_start..payload_start + len;
+        if let Some(mask) = header.mask {
+            apply_mask(&mut buf[range.clone()], mask);
+        }
+        Ok(Some((header, range)))
+    }
+}
+
+impl Partial {
+    fn append(&mut self, fragment: &[u8], is_final: bool) -> Result<(), Violation> {
+        self.data.extend_from_slice(fragment);
+        if !self.text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.data[self.checked..]) {
+            Ok(_) => self.checked = self.data.len(),
+            // `error_len() == None`: the data ends inside a character that the
+            // next fragment may complete; anything else is invalid now.
+            Err(e) if e.error_len().is_none() && !is_final => self.checked += e.valid_up_to(),
+            Err(_) => return Err(violation(close_code::INVALID_PAYLOAD, "invalid UTF-8")),
+        }
+        Ok(())
+    }
+}
+
+fn check_header(header: &FrameHeader, len: u64, limits: Limits) -> Result<(), Violation> {
+    // No extension is negotiated, so every reserved bit must be clear.
+    if header.rsv1 || header.rsv2 || header.rsv3 {
+        return Err(violation(close_code::PROTOCOL, "reserved bits set"));
+    }
+    if header.mask.is_none() {
+        return Err(violation(close_code::PROTOCOL, "client frame not masked"));
+    }
+    if let OpCode::Control(_) = header.opcode {
+        if !header.is_final {
+            return Err(violation(close_code::PROTOCOL, "fragmented control frame"));
+        }
+        if len > 125 {
+            return Err(violation(close_code::PROTOCOL, "control frame too long"));
+        }
+    }
+    if len > limits.max_frame as u64 {
+        return Err(violation(close_code::TOO_BIG, "frame too big"));
+    }
+    Ok(())
+}
+
+fn close_frame(payload: &[u8]) -> Result<Incoming<'_>, Violation> {
+    match payload {
+        [] => Ok(Incoming::Close(close_code::NO_STATUS, "")),
+        [_] => Err(violation(close_code::PROTOCOL, "close payload of one byte")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !CloseCode::from(code).is_allowed() {
+                return Err(violation(close_code::PROTOCOL, "invalid close code"));
+            }
+            match std::str::from_utf8(reason) {
+                Ok(reason) => Ok(Incoming::Close(code, reason)),
+                Err(_) => Err(violation(
+                    close_code::INVALID_PAYLOAD,
+                    "close reason not UTF-8",
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+use super::*;
+
+const LIMITS: Limits = Limits {
+    max_frame: 1 << 20,
+    max_message: 1 << 20,
+};
+const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
+
+/// A client frame: `first` is the FIN/RSV/opcode byte.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], MASK);
+    out
+}
+
+/// Decodes everything in `bytes`, rendering each unit as a string.
+fn decode_all(bytes: &[u8]) -> (Vec<String>, Option<Violation>) {
+    let mut buf = bytes.to_vec();
+    let mut decoder = Decoder::default();
+    let mut pos = 0;
+    let mut seen = Vec::new();
+    loop {
+        match decoder.decode(&mut buf, &mut pos, LIMITS) {
+            Ok(Some(unit)) => seen.push(format!("{unit:?}")),
+            Ok(None) => return (seen, None),
+            Err(v) => return (seen, Some(v)),
+        }
+    }
+}
+
+#[track_caller]
+fn expect_violation(bytes: &[u8], code: u16) {
+    let (_, violation) = decode_all(bytes);
+    assert_eq!(violation.map(|v| v.code), Some(code), "for {bytes:02x?}");
+}
+
+#[test]
+fn unfragmented_text_and_binary_borrow_the_input() {
+    let mut bytes = client_frame(0x81, b"hello");
+    bytes.extend(client_frame(0x82, &[1, 2, 3]));
+    let (seen, violation) = decode_all(&bytes);
+    assert_eq!(violation, None);
+    assert_eq!(seen, [r#"Text("hello")"#, "Binary([1, 2, 3])"]);
+}
+
+#[test]
+fn incomplete_frame_waits_without_consuming() {
+    let bytes = client_frame(0x81, b"hello world");
+    for cut in 0..bytes.len() {
+        let mut buf = bytes[..cut].to_vec();
+        let mut pos = 0;
+        let mut decoder = Decoder::default();
+        let decoded = decoder.decode(&mut buf, &mut pos, LIMITS);
+        assert_eq!(decoded, Ok(None), "cut at {cut}");
+        assert_eq!(pos, 0);
+    }
+}
+
+#[test]
+fn fragments_assemble_with_interleaved_control_frames() {
+    let mut bytes = client_frame(0x01, "caf".as_bytes());
+    bytes.extend(client_frame(0x89, b"p"));
+    bytes.extend(client_frame(0x80, "é!".as_bytes()));
+    let (seen, violation) = decode_all(&bytes);
+    assert_eq!(violation, None);
+    assert_eq!(seen, [r#"Ping([112])"#, r#"Text("café!")"#]);
+}
+
+#[test]
+fn utf8_character_split_across_fragments_is_accepted() {
+    let euro = "€".as_bytes(); // 3 bytes
+    let mut bytes = client_frame(0x01, &euro[..1]);
+    bytes.extend(client_frame(0x00, &euro[1..2]));
+    bytes.extend(client_frame(0x80, &euro[2..]));
+    let (seen, violation) = decode_all(&bytes);
+    assert_eq!(violation, None);
+    assert_eq!(seen, [r#"Text("€")"#]);
+}
+
+#[test]
+fn invalid_utf8_fails_at_the_fragment_that_breaks_it() {
+    let mut bytes = client_frame(0x01, b"ok");
+    bytes.extend(client_frame(0x00, &[0xff]));
+    expect_violation(&bytes, close_code::INVALID_PAYLOAD);
+    expect_violation(
+        &client_frame(0x81, &[0xce, 0xba, 0xe1]),
+        close_code::INVALID_PAYLOAD,
+    );
+    // A truncated character in the final fragment is invalid too.
+    expect_violation(
+        &client_frame(0x81, &[0xe2, 0x82]),
+        close_code::INVALID_PAYLOAD,
+    );
+}
+
+#[test]
+fn protocol_violations_get_1002() {
+    expect_violation(&client_frame(0xc1, b"x"), close_code::PROTOCOL); // RSV1
+    expect_violation(&client_frame(0x83, b""), close_code::PROTOCOL); // reserved data opcode
+    expect_violation(&client_frame(0x8b, b""), close_code::PROTOCOL); // reserved control opcode
+    expect_violation(&client_frame(0x09, b""), close_code::PROTOCOL); // fragmented ping
+    expect_violation(&client_frame(0x89, &[0; 126]), close_code::PROTOCOL); // long ping
+    expect_violation(&client_frame(0x80, b"x"), close_code::PROTOCOL); // lone continuation
+    let mut nested = client_frame(0x01, b"a");
+    nested.extend(client_frame(0x81, b"b"));
+    expect_violation(&nested, close_code::PROTOCOL);
+    expect_violation(&[0x81, 0x00], close_code::PROTOCOL); // unmasked
+}
+
+#[test]
+fn close_frames_are_validated() {
+    let (seen, _) = decode_all(&client_frame(0x88, b""));
+    assert_eq!(seen, [r#"Close(1005, "")"#]);
+    let mut ok = 1000u16.to_be_bytes().to_vec();
+    ok.extend_from_slice(b"bye");
+    let (seen, _) = decode_all(&client_frame(0x88, &ok));
+    assert_eq!(seen, [r#"Close(1000, "bye")"#]);
+    expect_violation(&client_frame(0x88, &[3]), close_code::PROTOCOL);
+    expect_violation(
+        &client_frame(0x88, &1005u16.to_be_bytes()),
+        close_code::PROTOCOL,
+    );
+    expect_violation(
+        &client_frame(0x88, &999u16.to_be_bytes()),
+        close_code::PROTOCOL,
+    );
+    let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+    bad_reason.push(0xff);
+    expect_violation(
+        &client_frame(0x88, &bad_reason),
+        close_code::INVALID_PAYLOAD,
+    );
+}
+
+#[test]
+fn size_limits_are_enforced_from_the_header() {
+    let limits = Limits {
+        max_frame: 100,
+        max_message: 150,
+    };
+    // Only the header of the oversized frame is present: it must already fail.
+    let mut big = client_frame(0x82, &[0; 101]);
+    big.truncate(8);
+    let mut pos = 0;
+    assert_eq!(
+        Decoder::default()
+            .decode(&mut big, &mut pos, limits)
+            .map(|_| ()),
+        Err(violation(close_code::TOO_BIG, "frame too big"))
+    );
+    let mut fragments = client_frame(0x02, &[0; 100]);
+    fragments.extend(client_frame(0x80, &[0; 60]));
+    let mut decoder = Decoder::default();
+    let mut pos = 0;
+    assert_eq!(
+        decoder
+            .decode(&mut fragments, &mut pos, limits)
+            .map(|_| ())
+            .err()
+            .map(|v| v.code),
+        Some(close_code::TOO_BIG)
+    );
+}

@@ -1,0 +1,91 @@
+//! Server-to-client frames: unmasked, written straight into an output buffer.
+
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+
+/// A frame's header, at most 10 bytes for an unmasked server frame.
+fn header(opcode: OpCode, len: usize, out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        is_final: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode,
+        mask: None,
+    };
+    // Writing into a Vec cannot fail.
+    let _ = header.format(len as u64, out);
+}
+
+/// Appends a complete, unfragmented frame.
+pub(crate) fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    out.reserve(payload.len() + 10);
+    header(opcode, payload.len(), out);
+    out.extend_from_slice(payload);
+}
+
+/// Appends a text (`text == true`) or binary message frame.
+pub(crate) fn message(out: &mut Vec<u8>, text: bool, payload: &[u8]) {
+    let opcode = if text {
+        OpCode::Data(Data::Text)
+    } else {
+        OpCode::Data(Data::Binary)
+    };
+    frame(out, opcode, payload);
+}
+
+/// Appends a pong echoing `payload`.
+pub(crate) fn pong(out: &mut Vec<u8>, payload: &[u8]) {
+    frame(out, OpCode::Control(Control::Pong), payload);
+}
+
+/// Appends a ping.
+pub(crate) fn ping(out: &mut Vec<u8>, payload: &[u8]) {
+    frame(out, OpCode::Control(Control::Ping), payload);
+}
+
+/// Appends a close frame. The reason is cut at a character boundary so the
+/// payload stays within the 125 bytes a control frame may carry.
+pub(crate) fn close(out: &mut Vec<u8>, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = [0u8; 125];
+    payload[..2].copy_from_slice(&code.to_be_bytes());
+    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    frame(out, OpCode::Control(Control::Close), &payload[..2 + end]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_encodings_follow_rfc6455() {
+        let mut out = Vec::new();
+        message(&mut out, true, b"hi");
+        assert_eq!(out, [0x81, 2, b'h', b'i']);
+
+        out.clear();
+        message(&mut out, false, &[0; 126]);
+        assert_eq!(&out[..4], &[0x82, 126, 0, 126]);
+        assert_eq!(out.len(), 4 + 126);
+
+        out.clear();
+        message(&mut out, false, &vec![0; 70_000]);
+        assert_eq!(&out[..2], &[0x82, 127]);
+        assert_eq!(&out[2..10], &70_000u64.to_be_bytes());
+    }
+
+    #[test]
+    fn close_reason_is_truncated_on_a_char_boundary() {
+        let mut out = Vec::new();
+        let reason = "é".repeat(100); // 200 bytes
+        close(&mut out, 1000, &reason);
+        let payload = &out[2..];
+        assert!(payload.len() <= 125);
+        assert_eq!(&payload[..2], &1000u16.to_be_bytes());
+        assert!(std::str::from_utf8(&payload[2..]).is_ok());
+    }
+}

@@ -1,0 +1,214 @@
+//! The HTTP/1.1 upgrade handshake (RFC 6455 §4.2), resumable: the
+//! connection hands in every byte received so far, and gets back either
+//! "need more", a refusal, a plain HTTP response, or an upgrade.
+//!
+//! tungstenite does the HTTP parsing (`Request::try_parse`, over httparse),
+//! the checks of the upgrade headers and the `Sec-WebSocket-Accept` key
+//! (`create_response`); pawl adds routing, origins and the status codes a
+//! browser or proxy should see. No extension is negotiated, which is how
+//! permessage-deflate is declined: the response simply omits it.
+
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::handshake::machine::TryParse;
+use tungstenite::handshake::server::{Request, create_response, write_response};
+
+use crate::http::{HttpRequest, HttpResponse};
+use crate::router::{Router, Target};
+
+/// What to do with the bytes received so far.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The request is not complete yet.
+    Partial,
+    /// Upgrade: the 101 response was appended to the output. `consumed`
+    /// bytes were the request; anything after them is already WebSocket data.
+    Upgrade {
+        consumed: usize,
+        component: usize,
+        request: Box<HttpRequest>,
+    },
+    /// A complete HTTP response (a refusal or a page) was appended to the
+    /// output; close once it is sent.
+    Respond { status: u16 },
+}
+
+/// Runs the handshake over `input`, appending any response to `out`.
+pub(crate) fn respond(
+    input: &[u8],
+    router: &Router,
+    max_request: usize,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let refuse = |status: u16, why: &str, out: &mut Vec<u8>| {
+        HttpResponse::text(status, format!("{why}\n")).write_to(out);
+        Outcome::Respond { status }
+    };
+    let (consumed, request) = match Request::try_parse(input) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) if input.len() > max_request => {
+            return refuse(431, "request headers too large", out);
+        }
+        Ok(None) => return Outcome::Partial,
+        Err(WsError::Protocol(ProtocolError::WrongHttpMethod)) => {
+            let mut response = HttpResponse::text(405, "only GET is served here\n");
+            response.headers.push(("Allow".into(), "GET".into()));
+            response.write_to(out);
+            return Outcome::Respond { status: 405 };
+        }
+        Err(e) => return refuse(400, &format!("bad request: {e}"), out),
+    };
+    let http_request = to_http_request(&request);
+    let (component, origins) = match router.find(http_request.path()) {
+        None => return refuse(404, "no route for this path", out),
+        Some(Target::Http(handler)) => {
+            let response = handler(&http_request);
+            response.write_to(out);
+            return Outcome::Respond {
+                status: response.status,
+            };
+        }
+        Some(Target::WebSocket { component, origins }) => (*component, origins),
+    };
+    let wants_upgrade = http_request
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if !wants_upgrade {
+        let mut response = HttpResponse::text(
+            426,
+            "this is a WebSocket endpoint: connect with a WebSocket client\n",
+        );
+        response
+            .headers
+            .push(("Upgrade".into(), "websocket".into()));
+        response.write_to(out);
+        return Outcome::Respond { status: 426 };
+    }
+    if !origins.allows(http_request.header("origin")) {
+        return refuse(403, "origin not allowed", out);
+    }
+    match create_response(&request) {
+        Ok(response) => {
+            // Writing into a Vec cannot fail.
+            let _ = write_response(&mut *out, &response);
+            Outcome::Upgrade {
+                consumed,
+                component,
+                request: Box::new(http_request),
+            }
+        }
+        Err(WsError::Protocol(ProtocolError::MissingSecWebSocketVersionHeader)) => {
+            let mut response = HttpResponse::text(426, "unsupported WebSocket version\n");
+            response
+                .headers
+                .push(("Sec-WebSocket-Version".into(), "13".into()));
+            response.write_to(out);
+            Outcome::Respond { status: 426 }
+        }
+        Err(e) => refuse(400, &format!("bad upgrade request: {e}"), out),
+    }
+}
+
+fn to_http_request(request: &Request) -> HttpRequest {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path(), |pq| pq.as_str());
+    let headers = request.headers().iter().map(|(name, value)| {
+        (
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        )
+    });
+    HttpRequest::new(target, headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::router::Origins;
+
+    fn router() -> Router {
+        let mut router = Router::default();
+        router.insert(
+            "/echo",
+            Target::WebSocket {
+                component: 7,
+                origins: Origins::from_list(&["good.example"]),
+            },
+        );
+        router.insert(
+            "/",
+            Target::Http(Rc::new(|_| HttpResponse::text(200, "page"))),
+        );
+        router
+    }
+
+    const UPGRADE: &str = "GET /echo?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://good.example\r\n\r\n";
+
+    fn run(input: &str) -> (Outcome, String) {
+        let mut out = Vec::new();
+        let outcome = respond(input.as_bytes(), &router(), 8192, &mut out);
+        (outcome, String::from_utf8(out).expect("ascii response"))
+    }
+
+    #[test]
+    fn upgrade_answers_101_with_the_rfc_accept_key_and_keeps_trailing_bytes() {
+        let input = format!("{UPGRADE}\u{81}");
+        let (outcome, out) = run(&input);
+        let Outcome::Upgrade {
+            consumed,
+            component,
+            request,
+        } = outcome
+        else {
+            panic!("expected upgrade, got {outcome:?}");
+        };
+        assert_eq!((consumed, component), (UPGRADE.len(), 7));
+        assert_eq!(request.query_param("x").as_deref(), Some("1"));
+        assert!(out.starts_with("HTTP/1.1 101"));
+        // The example key from RFC 6455 §1.3.
+        assert!(out.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert!(!out.to_ascii_lowercase().contains("extensions"));
+    }
+
+    #[test]
+    fn every_prefix_is_partial() {
+        for cut in 0..UPGRADE.len() - 1 {
+            assert!(
+                matches!(run(&UPGRADE[..cut]).0, Outcome::Partial),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[track_caller]
+    fn expect_status(input: &str, status: u16) {
+        let (outcome, out) = run(input);
+        assert!(
+            matches!(outcome, Outcome::Respond { status: s } if s == status),
+            "{outcome:?}"
+        );
+        assert!(out.starts_with(&format!("HTTP/1.1 {status} ")), "{out}");
+    }
+
+    #[test]
+    fn refusals() {
+        expect_status(&UPGRADE.replace("/echo", "/nope"), 404);
+        expect_status(&UPGRADE.replace("good.example", "evil.example"), 403);
+        expect_status("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n", 426);
+        expect_status(&UPGRADE.replace("Version: 13", "Version: 8"), 426);
+        expect_status(&UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"), 400);
+        expect_status("POST /echo HTTP/1.1\r\n\r\n", 405);
+        expect_status("\x16\x03\x01garbage\r\n\r\n", 400);
+        expect_status("GET / HTTP/1.1\r\n\r\n", 200);
+    }
+
+    #[test]
+    fn oversized_request_gets_431() {
+        let (outcome, _) = run(&format!("GET /echo HTTP/1.1\r\nX: {}", "a".repeat(9000)));
+        assert!(matches!(outcome, Outcome::Respond { status: 431 }));
+    }
+}

@@ -1,0 +1,205 @@
+//! The HTTP side: the upgrade request a connection keeps, and responses for
+//! plain HTTP routes and refusals.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// The HTTP request a WebSocket connection was upgraded from (Ratchet's
+/// `$conn->httpRequest`), or a request to a plain HTTP route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Path and query as sent: `/chat?room=lobby`.
+    target: Box<str>,
+    /// Where the path ends in `target`.
+    path_len: u32,
+    /// Header names (lowercased) and values, in order.
+    headers: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl HttpRequest {
+    /// Builds a request from its target (`/path?query`) and headers.
+    pub fn new(target: &str, headers: impl IntoIterator<Item = (String, String)>) -> HttpRequest {
+        let path_len = target.find('?').unwrap_or(target.len()) as u32;
+        HttpRequest {
+            target: target.into(),
+            path_len,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase().into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        }
+    }
+
+    /// The path, without the query: `/chat`.
+    pub fn path(&self) -> &str {
+        &self.target[..self.path_len as usize]
+    }
+
+    /// The query string without `?`, if there is one: `room=lobby`.
+    pub fn query(&self) -> Option<&str> {
+        self.target.get(self.path_len as usize + 1..)
+    }
+
+    /// The first value of a query parameter, percent-decoded (`+` is a space).
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key) == name).then(|| percent_decode(value))
+        })
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &**v)
+    }
+
+    /// Every header as (lowercased name, value), in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() && s.is_char_boundary(i + 3) => {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A response to a plain HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers; `Content-Length` and `Connection` are added.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Cow<'static, [u8]>,
+}
+
+impl HttpResponse {
+    /// A response with a body of the given content type.
+    pub fn new(
+        status: u16,
+        content_type: &str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text response, the form refusals take.
+    pub fn text(status: u16, body: impl Into<String>) -> HttpResponse {
+        let body: String = body.into();
+        HttpResponse::new(status, "text/plain; charset=utf-8", body.into_bytes())
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> HttpResponse {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Appends the response to `out`. Every response closes the connection:
+    /// pawl is a WebSocket server, not a keep-alive web server.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        let mut head = String::with_capacity(128);
+        // Writing into a String cannot fail.
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\n",
+            self.status,
+            reason_phrase(self.status)
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        let _ = write!(
+            head,
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.body.len()
+        );
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.body);
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_query_and_params() {
+        let req = HttpRequest::new(
+            "/chat?room=the%20den&x=1+2&flag",
+            vec![("Origin".into(), "http://a".into())],
+        );
+        assert_eq!(req.path(), "/chat");
+        assert_eq!(req.query(), Some("room=the%20den&x=1+2&flag"));
+        assert_eq!(req.query_param("room").as_deref(), Some("the den"));
+        assert_eq!(req.query_param("x").as_deref(), Some("1 2"));
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("nope"), None);
+        assert_eq!(req.header("ORIGIN"), Some("http://a"));
+        let bare = HttpRequest::new("/echo", Vec::new());
+        assert_eq!((bare.path(), bare.query()), ("/echo", None));
+    }
+
+    #[test]
+    fn bad_percent_escapes_are_kept_literally() {
+        let req = HttpRequest::new("/?a=%zz&b=%4", Vec::new());
+        assert_eq!(req.query_param("a").as_deref(), Some("%zz"));
+        assert_eq!(req.query_param("b").as_deref(), Some("%4"));
+    }
+
+    #[test]
+    fn response_has_length_and_closes() {
+        let mut out = Vec::new();
+        HttpResponse::text(404, "no such route").write_to(&mut out);
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Content-Length: 13\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nno such route"));
+    }
+}
