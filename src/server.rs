@@ -21,7 +21,7 @@ use mio::net::{TcpListener, TcpStream};
 
 use crate::component::{CloseReason, Component, ConnId, Message, OwnedMessage};
 use crate::config::ServerConfig;
-use crate::connection::{Connection, Net, Pending, Phase, flag};
+use crate::connection::{Connection, Net, Pending, Phase, RETAINED_BUFFER, flag};
 use crate::context::Context;
 use crate::error::{Error, Limit, Result};
 use crate::frame::close_code;
@@ -421,7 +421,7 @@ impl ServerCore {
         } else {
             input.drain(..pos);
         }
-        if input.is_empty() {
+        if input.is_empty() && input.capacity() > RETAINED_BUFFER {
             // Release what a large partial frame left behind.
             input = Vec::new();
         }
@@ -549,8 +549,10 @@ impl ServerCore {
         let idle_ms = config.idle_timeout.as_millis() as u32;
         let close_ms = config.close_timeout.as_millis() as u32;
         let mut expired = Vec::new();
-        for (key, conn) in self.net.conns.iter() {
-            let age = self.net.elapsed(conn.since);
+        let now = self.net.now;
+        for (key, conn) in self.net.conns.iter_mut() {
+            conn.release_buffers();
+            let age = now.wrapping_sub(conn.since);
             let action = match conn.phase {
                 Phase::Handshake if age >= handshake_ms => Some(Expiry::Handshake),
                 Phase::Open if age >= idle_ms => Some(Expiry::Idle),

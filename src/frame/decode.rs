@@ -6,11 +6,9 @@
 //! Only a fragmented message is assembled into a buffer of its own, grown as
 //! fragments arrive, never reserved from a length the peer announced.
 
-use std::io::Cursor;
-
-use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
+use super::header::{self, Header};
 use super::mask::apply_mask;
 
 /// Close codes the server sends when it fails a connection.
@@ -127,7 +125,7 @@ impl Decoder {
             };
             let payload = &buf[range.clone()];
             match header.opcode {
-                OpCode::Data(Data::Text | Data::Binary) if !header.is_final => {
+                OpCode::Data(Data::Text | Data::Binary) if !header.fin => {
                     let mut partial = Box::new(Partial {
                         text: header.opcode == OpCode::Data(Data::Text),
                         data: Vec::new(),
@@ -144,8 +142,8 @@ impl Decoder {
                             "continuation without a message",
                         ));
                     };
-                    partial.append(payload, header.is_final)?;
-                    if header.is_final {
+                    partial.append(payload, header.fin)?;
+                    if header.fin {
                         partial.done = true;
                         break (header.opcode, None);
                     }
@@ -187,17 +185,15 @@ impl Decoder {
         buf: &mut [u8],
         pos: &mut usize,
         limits: Limits,
-    ) -> Result<Option<(FrameHeader, std::ops::Range<usize>)>, Violation> {
+    ) -> Result<Option<(Header, std::ops::Range<usize>)>, Violation> {
         let start = *pos;
-        let mut cursor = Cursor::new(&buf[start..]);
-        let (header, len) = match FrameHeader::parse(&mut cursor) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return Ok(None),
-            Err(_) => return Err(violation(close_code::PROTOCOL, "reserved opcode")),
+        let Some(header) = header::parse(&buf[start..])? else {
+            return Ok(None);
         };
-        let header_len = cursor.position() as usize;
-        check_header(&header, len, limits)?;
-        let len = len as usize; // fits: checked against max_frame above
+        if header.len > limits.max_frame as u64 {
+            return Err(violation(close_code::TOO_BIG, "frame too big"));
+        }
+        let len = header.len as usize; // fits: checked against max_frame above
         match (header.opcode, &self.partial) {
             (OpCode::Data(Data::Continue), None) => {
                 return Err(violation(
@@ -217,15 +213,13 @@ impl Decoder {
         if matches!(header.opcode, OpCode::Data(_)) && assembled + len > limits.max_message {
             return Err(violation(close_code::TOO_BIG, "message too big"));
         }
-        let payload_start = start + header_len;
+        let payload_start = start + header.header_len;
         if buf.len() - payload_start < len {
             return Ok(None);
         }
         *pos = payload_start + len;
         let range = payload_start..payload_start + len;
-        if let Some(mask) = header.mask {
-            apply_mask(&mut buf[range.clone()], mask);
-        }
+        apply_mask(&mut buf[range.clone()], header.mask);
         Ok(Some((header, range)))
     }
 }
@@ -245,28 +239,6 @@ impl Partial {
         }
         Ok(())
     }
-}
-
-fn check_header(header: &FrameHeader, len: u64, limits: Limits) -> Result<(), Violation> {
-    // No extension is negotiated, so every reserved bit must be clear.
-    if header.rsv1 || header.rsv2 || header.rsv3 {
-        return Err(violation(close_code::PROTOCOL, "reserved bits set"));
-    }
-    if header.mask.is_none() {
-        return Err(violation(close_code::PROTOCOL, "client frame not masked"));
-    }
-    if let OpCode::Control(_) = header.opcode {
-        if !header.is_final {
-            return Err(violation(close_code::PROTOCOL, "fragmented control frame"));
-        }
-        if len > 125 {
-            return Err(violation(close_code::PROTOCOL, "control frame too long"));
-        }
-    }
-    if len > limits.max_frame as u64 {
-        return Err(violation(close_code::TOO_BIG, "frame too big"));
-    }
-    Ok(())
 }
 
 fn close_frame(payload: &[u8]) -> Result<Incoming<'_>, Violation> {

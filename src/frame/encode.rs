@@ -1,26 +1,13 @@
 //! Server-to-client frames: unmasked, written straight into an output buffer.
 
-use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
-/// A frame's header, at most 10 bytes for an unmasked server frame.
-fn header(opcode: OpCode, len: usize, out: &mut Vec<u8>) {
-    let header = FrameHeader {
-        is_final: true,
-        rsv1: false,
-        rsv2: false,
-        rsv3: false,
-        opcode,
-        mask: None,
-    };
-    // Writing into a Vec cannot fail.
-    let _ = header.format(len as u64, out);
-}
+use super::header;
 
 /// Appends a complete, unfragmented frame.
 pub fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.reserve(payload.len() + 10);
-    header(opcode, payload.len(), out);
+    header::write(out, opcode, payload.len());
     out.extend_from_slice(payload);
 }
 

@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod encode;
+mod header;
 pub mod mask;
 
 pub use decode::{Decoder, Incoming, Limits, Violation, close_code};
