@@ -492,12 +492,12 @@ impl ServerCore {
 
     /// Drops a connection: deregisters it, and owes `on_close` if it opened.
     fn finish(&mut self, reactor: &mut Reactor, key: u32) {
-        let Some(mut conn) = self.net.conns.try_remove(key as usize) else {
+        // No explicit deregister: closing the descriptor (when `conn` drops
+        // below) takes it out of the epoll set, since it is never duplicated.
+        // That is one epoll_ctl fewer per connection.
+        let Some(conn) = self.net.conns.try_remove(key as usize) else {
             return;
         };
-        if let Err(e) = reactor.registry().deregister(&mut conn.stream) {
-            debug!("#{}: deregister: {e}", conn.generation);
-        }
         let reason = conn
             .reason
             .map_or(CloseReason::Io(io::ErrorKind::UnexpectedEof), |r| *r);
