@@ -202,6 +202,9 @@ impl Parser {
         let Some(&kind) = buf.first() else {
             return Ok(None);
         };
+        if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+            return Err(ParseError::UnknownType(kind));
+        }
         let Some((line, mut used)) = self.line(&buf[1..])? else {
             return Ok(None);
         };
@@ -271,7 +274,10 @@ impl Parser {
             Some(0) => Err(ParseError::MissingCrlf),
             Some(nl) if buf[nl - 1] == b'\r' => Ok(Some((&buf[..nl - 1], nl + 1))),
             Some(_) => Err(ParseError::MissingCrlf),
-            None if window.len() < buf.len() || buf.len() >= self.max_line + 2 => {
+            // At most `max_line` bytes, then CRLF: a longer prefix without a
+            // newline, or a byte other than CR right after the limit, is over.
+            None if buf.len() >= self.max_line + 2 => Err(ParseError::LineTooLong),
+            None if buf.len() > self.max_line && buf[self.max_line] != b'\r' => {
                 Err(ParseError::LineTooLong)
             }
             None => Ok(None),
