@@ -413,8 +413,16 @@ impl Conn {
             for (callback, error) in std::mem::take(&mut inner.failed) {
                 deliveries.push(Delivery::Reply(callback, Err(error)));
             }
-            if matches!(inner.state, State::Handshaking | State::Ready) {
-                if let Err(lost) = inner.flush(reactor) {
+            if matches!(inner.state, State::Handshaking | State::Ready)
+                && inner.out_pos < inner.out.len()
+            {
+                // Read first: if Redis closed the connection and the event is
+                // not dispatched yet, the EOF is found here and the new
+                // commands stay queued instead of going into a dead socket.
+                let result = inner
+                    .read(reactor, &mut deliveries)
+                    .and_then(|()| inner.flush(reactor));
+                if let Err(lost) = result {
                     inner.disconnect(reactor, lost, &mut deliveries);
                 }
             }
@@ -782,8 +790,9 @@ impl Inner {
                 Err(e) => return Err(Lost::Io(e)),
             }
         }
-        if self.out_pos == self.out.len() {
-            self.out_base += self.out.len() as u64;
+        let end = self.out_base + self.out.len() as u64;
+        if self.out_pos == self.out.len() && self.keep_from() == end {
+            self.out_base = end;
             self.out.clear();
             self.out_pos = 0;
         } else if self.out_pos >= COMPACT_AT {
@@ -809,15 +818,24 @@ impl Inner {
         Ok(())
     }
 
-    /// Drops written bytes from the front of the buffer, keeping whole any
-    /// command not fully written (it may have to be queued again).
-    fn compact(&mut self) {
+    /// The absolute offset from which output must be kept because it may
+    /// have to be sent again after a reconnect: the first command not fully
+    /// written, or with `retry_in_flight` the oldest one without a reply.
+    fn keep_from(&self) -> u64 {
         let written = self.out_base + self.out_pos as u64;
-        let first_partial = self.in_flight.partition_point(|c| c.end <= written);
-        let keep_from = self
-            .in_flight
-            .get(first_partial)
-            .map_or(written, |c| c.start.min(written));
+        let first = if self.config.retry_in_flight {
+            self.in_flight.front()
+        } else {
+            let first_partial = self.in_flight.partition_point(|c| c.end <= written);
+            self.in_flight.get(first_partial)
+        };
+        first.map_or(written, |c| c.start.min(written))
+    }
+
+    /// Drops written bytes from the front of the buffer, keeping what
+    /// [`Inner::keep_from`] says.
+    fn compact(&mut self) {
+        let keep_from = self.keep_from();
         let drop = (keep_from.saturating_sub(self.out_base) as usize).min(self.out_pos);
         self.out.drain(..drop);
         self.out_pos -= drop;
@@ -842,10 +860,10 @@ impl Inner {
     /// unless the client is closing.
     fn disconnect(&mut self, reactor: &mut Reactor, lost: Lost, deliveries: &mut Vec<Delivery>) {
         let was = self.state;
-        if let Some(mut stream) = self.stream.take() {
-            if let Err(e) = reactor.registry().deregister(&mut stream) {
-                debug!("redis {}: deregister failed: {e}", self.peer);
-            }
+        if let Some(mut stream) = self.stream.take()
+            && let Err(e) = reactor.registry().deregister(&mut stream)
+        {
+            debug!("redis {}: deregister failed: {e}", self.peer);
         }
         for timer in [self.connect_timer.take(), self.command_timer.take()]
             .into_iter()
@@ -862,8 +880,9 @@ impl Inner {
                 continue;
             };
             // Redis drops a partial command with its connection, so one not
-            // fully written was not executed and is safe to send again.
-            let unwritten = if command.end > written {
+            // fully written was not executed and is safe to send again; a
+            // written one only if the caller accepts at-least-once.
+            let unwritten = if command.end > written || self.config.retry_in_flight {
                 let start = command.start.checked_sub(self.out_base);
                 let end = command.end.checked_sub(self.out_base);
                 start
@@ -917,7 +936,7 @@ impl Inner {
             },
             self.queue.len(),
             if resent > 0 {
-                format!(" ({resent} unwritten ones kept)")
+                format!(" ({resent} from the broken connection kept)")
             } else {
                 String::new()
             },
@@ -957,19 +976,18 @@ fn push(peer: &str, subs: &Subscriptions, value: Value, deliveries: &mut Vec<Del
     let kind = items.next().flatten();
     match kind.as_deref() {
         Some(b"message") => {
-            if let (Some(Some(channel)), Some(Some(payload))) = (items.next(), items.next()) {
-                if let Some(callback) = subs.channels.get(&channel) {
-                    deliveries.push(Delivery::Message(callback.clone(), channel, payload));
-                }
+            if let (Some(Some(channel)), Some(Some(payload))) = (items.next(), items.next())
+                && let Some(callback) = subs.channels.get(&channel)
+            {
+                deliveries.push(Delivery::Message(callback.clone(), channel, payload));
             }
         }
         Some(b"pmessage") => {
             if let (Some(Some(pattern)), Some(Some(channel)), Some(Some(payload))) =
                 (items.next(), items.next(), items.next())
+                && let Some(callback) = subs.patterns.get(&pattern)
             {
-                if let Some(callback) = subs.patterns.get(&pattern) {
-                    deliveries.push(Delivery::Message(callback.clone(), channel, payload));
-                }
+                deliveries.push(Delivery::Message(callback.clone(), channel, payload));
             }
         }
         Some(b"subscribe" | b"unsubscribe" | b"psubscribe" | b"punsubscribe" | b"pong") => {}
