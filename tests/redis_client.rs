@@ -414,3 +414,69 @@ fn bad_urls_and_configs_are_errors() {
         Err(RedisError::Config(_))
     ));
 }
+
+#[test]
+fn a_hung_redis_times_commands_out_and_the_client_reconnects() {
+    let mut server = RedisServer::start();
+    let mut reactor = reactor();
+    let config = config().command_timeout(Some(Duration::from_millis(200)));
+    let client = RedisClient::connect(&mut reactor, &server.url(), config).unwrap();
+    run_until(&mut reactor, "connect", || client.is_connected());
+    server.freeze();
+    let replies: Replies = Rc::default();
+    client.command(&[b"PING"], collect(&replies));
+    run_until(&mut reactor, "the timeout", || replies.borrow().len() == 1);
+    assert!(
+        matches!(replies.borrow()[0], Err(RedisError::Timeout)),
+        "{:?}",
+        replies.borrow()
+    );
+    server.restart();
+    client.command(&[b"PING"], collect(&replies));
+    run_until(&mut reactor, "a reply after the restart", || {
+        replies.borrow().len() == 2
+    });
+    assert_eq!(
+        replies.borrow()[1].as_ref().unwrap(),
+        &Value::Simple("PONG".into())
+    );
+}
+
+#[test]
+fn a_malformed_reply_closes_and_reconnects() {
+    use std::io::{Read, Write};
+    // A fake Redis: garbage on the first connection, PONG on the second.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fake = std::thread::spawn(move || {
+        for reply in [&b"?garbage\r\n"[..], b"+PONG\r\n"] {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).unwrap();
+            assert!(buf[..n].ends_with(b"PING\r\n"), "{:?}", &buf[..n]);
+            stream.write_all(reply).unwrap();
+            // Wait for the client to close (first) or the test to end.
+            while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    let mut reactor = reactor();
+    let url = format!("redis://127.0.0.1:{port}");
+    let client = RedisClient::connect(&mut reactor, &url, config()).unwrap();
+    let replies: Replies = Rc::default();
+    client.command(&[b"PING"], collect(&replies));
+    run_until(&mut reactor, "the failure", || replies.borrow().len() == 1);
+    assert!(
+        matches!(replies.borrow()[0], Err(RedisError::Disconnected)),
+        "{:?}",
+        replies.borrow()
+    );
+    client.command(&[b"PING"], collect(&replies));
+    run_until(&mut reactor, "PONG", || replies.borrow().len() == 2);
+    assert_eq!(
+        replies.borrow()[1].as_ref().unwrap(),
+        &Value::Simple("PONG".into())
+    );
+    client.close(&mut reactor);
+    reactor.turn(Some(Duration::ZERO)).unwrap();
+    fake.join().unwrap();
+}
