@@ -480,3 +480,27 @@ fn a_malformed_reply_closes_and_reconnects() {
     reactor.turn(Some(Duration::ZERO)).unwrap();
     fake.join().unwrap();
 }
+
+#[test]
+fn large_values_cross_many_partial_reads_and_writes() {
+    let server = RedisServer::start();
+    let mut reactor = reactor();
+    let client = RedisClient::connect(&mut reactor, &server.url(), config()).unwrap();
+    run_until(&mut reactor, "connect", || client.is_connected());
+    // 40 values of 256 KiB: 10 MiB each way, far more than socket buffers,
+    // so writes stop at WouldBlock and replies arrive in pieces.
+    let values: Vec<Vec<u8>> = (0..40u8)
+        .map(|i| (0..256 * 1024).map(|j| (j as u8) ^ i).collect())
+        .collect();
+    let replies: Replies = Rc::default();
+    for (i, value) in values.iter().enumerate() {
+        client.send(&[b"SET", format!("big{i}").as_bytes(), value]);
+        client.command(&[b"GET", format!("big{i}").as_bytes()], collect(&replies));
+    }
+    run_until(&mut reactor, "40 large replies", || {
+        replies.borrow().len() == 40
+    });
+    for (reply, value) in replies.borrow().iter().zip(&values) {
+        assert!(reply.as_ref().unwrap().as_bytes() == Some(value.as_slice()));
+    }
+}

@@ -1,4 +1,4 @@
-//! A non-blocking Redis client driven by pawl's own [`Reactor`], as
+//! A non-blocking Redis client driven by pawl's own [`Reactor`](crate::reactor::Reactor), as
 //! ReactPHP's async Redis client is driven by its loop.
 //!
 //! - [`RedisClient`]: commands with callbacks, pipelined on one connection,

@@ -12,6 +12,12 @@
 //! a tick hook at the end of the turn (one `write` for a whole batch). The
 //! reactor's [`Handle`] wakes the loop once per batch so that a command
 //! issued outside a turn is written too.
+//!
+//! - `mod.rs`: the state, the entry points (user calls, events, timers, the
+//!   tick hook) and running the collected callbacks.
+//! - `lifecycle.rs`: connect, `AUTH`/`SELECT`, ready, the bounded queue,
+//!   and what happens to each command when a connection ends.
+//! - `socket.rs`: reading and parsing replies, writing the output buffer.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
