@@ -75,6 +75,8 @@ pub(crate) struct Subscriptions {
 
 /// A read chunk; also the most read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Most reads per readiness event before yielding to the rest of the loop.
+const READ_BUDGET: usize = 64;
 /// Written output is dropped from the buffer's front once this much of it
 /// accumulated (otherwise only when everything was written).
 const COMPACT_AT: usize = 1 << 20;
@@ -406,6 +408,18 @@ impl Conn {
         {
             let mut inner = self.inner.borrow_mut();
             if sub_key(event.token()) == Some(inner.generation) && inner.stream.is_some() {
+                inner.ready(reactor, &mut deliveries);
+            }
+        }
+        run(deliveries, reactor);
+    }
+
+    /// Goes on reading where a read budget stopped.
+    fn resume(&self, reactor: &mut Reactor, generation: u32) {
+        let mut deliveries = Vec::new();
+        {
+            let mut inner = self.inner.borrow_mut();
+            if inner.generation == generation && inner.stream.is_some() {
                 inner.ready(reactor, &mut deliveries);
             }
         }

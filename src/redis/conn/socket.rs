@@ -39,13 +39,14 @@ impl Inner {
         }
     }
 
-    /// Reads until `WouldBlock`, handling every complete reply.
+    /// Reads until `WouldBlock` (or the budget, then resumes next turn),
+    /// handling every complete reply.
     pub(super) fn read(
         &mut self,
         reactor: &mut Reactor,
         deliveries: &mut Vec<Delivery>,
     ) -> Result<(), Lost> {
-        loop {
+        for _ in 0..READ_BUDGET {
             let Some(stream) = self.stream.as_mut() else {
                 return Ok(());
             };
@@ -65,6 +66,17 @@ impl Inner {
                 return Ok(());
             }
         }
+        // A flood (pub/sub) must not starve the rest of the loop: stop here
+        // and come back after this turn, since edge-triggered readiness
+        // that was not drained is not reported again.
+        let me = self.me.clone();
+        let generation = self.generation;
+        reactor.defer(move |reactor| {
+            if let Some(conn) = me.upgrade() {
+                conn.resume(reactor, generation);
+            }
+        });
+        Ok(())
     }
 
     pub(super) fn parse_replies(
