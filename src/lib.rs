@@ -3,6 +3,7 @@
 //!
 //! - [`reactor`]: the event loop (mio), usable on its own: sources, timers,
 //!   `defer`, a cross-thread [`Handle`](reactor::Handle), signals.
+//! - [`redis`]: a non-blocking Redis client and subscriber on that loop.
 //! - [`App`] routes paths to [`Component`]s with allowed origins and runs
 //!   the RFC 6455 server on the loop.
 //! - A [`Component`] gets `on_open`, `on_message`, `on_close`, `on_error`,
@@ -58,6 +59,7 @@ pub mod frame;
 mod handshake;
 mod http;
 pub mod reactor;
+pub mod redis;
 mod router;
 mod server;
 mod transport;
