@@ -14,6 +14,7 @@ use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::Reactor;
 use crate::router::{Origins, Router, Target};
 use crate::server::{Server, ServerCore};
+use crate::tls::TlsConfig;
 
 /// A WebSocket application: components on paths, served on one address.
 ///
@@ -30,6 +31,7 @@ pub struct App {
     config: ServerConfig,
     router: Router,
     components: Vec<Box<dyn Component>>,
+    tls: Option<TlsConfig>,
 }
 
 enum Address {
@@ -56,12 +58,21 @@ impl App {
             config: ServerConfig::default(),
             router: Router::default(),
             components: Vec::new(),
+            tls: None,
         }
     }
 
     /// Sets limits and timeouts (see [`ServerConfig`]).
     pub fn config(&mut self, config: ServerConfig) -> &mut Self {
         self.config = config;
+        self
+    }
+
+    /// Serves `wss://` (and `https://` for [`App::http`] routes) instead of
+    /// plain TCP: every connection starts with a TLS handshake, on the loop,
+    /// within the handshake timeout.
+    pub fn tls(&mut self, tls: TlsConfig) -> &mut Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -108,9 +119,20 @@ impl App {
             }
         };
         let routes = self.router.describe();
-        let server =
-            ServerCore::start(reactor, listener, self.router, self.components, self.config)?;
-        info!("pawl listening on {}: {routes}", server.local_addr());
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        let tls = self.tls.map(|t| t.rustls);
+        let server = ServerCore::start(
+            reactor,
+            listener,
+            self.router,
+            self.components,
+            self.config,
+            tls,
+        )?;
+        info!(
+            "pawl listening on {scheme}://{}: {routes}",
+            server.local_addr()
+        );
         Ok(server)
     }
 
@@ -141,6 +163,7 @@ impl fmt::Debug for App {
         f.debug_struct("App")
             .field("routes", &self.router)
             .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

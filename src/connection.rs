@@ -122,7 +122,9 @@ impl Connection {
     }
 
     /// Writes queued output until done or `WouldBlock`. `Ok(true)` when
-    /// everything went out.
+    /// everything went out, including what the transport holds (TLS
+    /// records): a writable event calls this with nothing queued to push
+    /// those.
     pub(crate) fn write_out(&mut self) -> io::Result<bool> {
         while self.out_start < self.out.len() {
             match self.stream.write(&self.out[self.out_start..]) {
@@ -149,7 +151,11 @@ impl Connection {
             self.out.clear();
         }
         self.out_start = 0;
-        Ok(true)
+        match self.stream.flush() {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -62,6 +62,7 @@ pub mod reactor;
 pub mod redis;
 mod router;
 mod server;
+mod tls;
 mod transport;
 
 pub use app::App;
@@ -75,4 +76,5 @@ pub use error::{Error, Limit, Result};
 pub use http::{HttpRequest, HttpResponse};
 pub use router::Origins;
 pub use server::{Server, ServerHandle};
+pub use tls::TlsConfig;
 pub use tungstenite::protocol::WebSocketConfig;

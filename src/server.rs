@@ -13,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use log::{debug, error, warn};
 use mio::Interest;
@@ -60,6 +61,8 @@ pub(crate) struct ServerCore {
     /// A graceful stop waits for this server.
     holding_stop: bool,
     refused: u64,
+    /// Set for `wss://`: every accepted socket starts a TLS session.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerCore {
@@ -70,6 +73,7 @@ impl ServerCore {
         router: Router,
         components: Vec<Box<dyn Component>>,
         config: ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Server> {
         config.validate()?;
         let local_addr = listener.local_addr()?;
@@ -106,6 +110,7 @@ impl ServerCore {
                 reserve_fd: File::open("/dev/null").ok(),
                 holding_stop: false,
                 refused: 0,
+                tls,
             })
         });
         let handler = core.borrow().net.handler;
@@ -214,7 +219,16 @@ impl ServerCore {
         let entry = self.net.conns.vacant_entry();
         let key = entry.key() as u32;
         let token = self.net.handler.sub_token(key);
-        let mut transport = Transport::Plain(stream);
+        let mut transport = match &self.tls {
+            None => Transport::Plain(stream),
+            Some(config) => match Transport::tls(stream, config.clone()) {
+                Ok(t) => t,
+                Err(e) => {
+                    error!("{peer}: TLS session: {e}");
+                    return;
+                }
+            },
+        };
         // Both interests, once: with edge triggering a writable event only
         // comes after a write hit WouldBlock, so this costs no wakeups and
         // saves an epoll_ctl per backed-up write.

@@ -1,11 +1,12 @@
 //! Command-line flags. One vocabulary across the project: `--bind`,
 //! `--redis`, `--tls-cert`/`--tls-key`, `--workers`, `--log-level`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
-use pawl::ServerConfig;
+use pawl::{ServerConfig, TlsConfig};
 
 /// pawl: a single-threaded WebSocket server (RFC 6455) with /echo and /chat.
 #[derive(Debug, Parser)]
@@ -58,6 +59,14 @@ pub struct Args {
     /// Unsent bytes above which a client that does not read is closed.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_backpressure: usize,
+
+    /// PEM certificate chain: serve wss:// (and https://) instead of ws://.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -75,6 +84,15 @@ impl Args {
             .max_backpressure(self.max_backpressure);
         config.validate()?;
         Ok(config)
+    }
+
+    /// The TLS settings of `--tls-cert`/`--tls-key`, if given: the files are
+    /// read and checked now, so a bad path fails at startup.
+    pub fn tls_config(&self) -> pawl::Result<Option<TlsConfig>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => TlsConfig::from_pem_files(cert, key).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// `--bind` split into host and port (`[::1]:8080` works too).

@@ -37,6 +37,9 @@ fn run(args: &Args) -> pawl::Result<()> {
     let origins: Vec<&str> = args.origin.iter().map(String::as_str).collect();
     let mut app = pawl::App::new(&host, port);
     app.config(config);
+    if let Some(tls) = args.tls_config()? {
+        app.tls(tls);
+    }
     app.route("/echo", pawl::EchoServer, &origins);
     app.route("/chat", broadcast::Broadcast::default(), &origins);
     app.route("/broadcast", broadcast::Broadcast::default(), &origins);
