@@ -120,6 +120,12 @@ impl App {
         };
         let routes = self.router.describe();
         let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        if !self.config.trusted_proxies.is_empty() {
+            info!(
+                "X-Forwarded-For believed from {}",
+                self.config.trusted_proxies
+            );
+        }
         let tls = self.tls.map(|t| t.rustls);
         let server = ServerCore::start(
             reactor,

@@ -261,6 +261,21 @@ impl Net {
             .filter(|c| c.generation == id.generation)
     }
 
+    /// The client's address: `X-Forwarded-For` when the peer is a trusted
+    /// proxy, the peer otherwise.
+    pub(crate) fn client_addr(&self, conn: &Connection) -> SocketAddr {
+        let proxies = &self.config.trusted_proxies;
+        if proxies.is_empty() {
+            return conn.peer;
+        }
+        let forwarded = conn.request.as_deref().into_iter().flat_map(|r| {
+            r.headers()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|(_, value)| value)
+        });
+        proxies.client(conn.peer, forwarded).unwrap_or(conn.peer)
+    }
+
     /// Lists the connection for the end-of-turn flush.
     pub(crate) fn mark_dirty(&mut self, key: u32) {
         if let Some(conn) = self.conns.get_mut(key as usize)

@@ -334,8 +334,18 @@ impl ServerCore {
                     key,
                     generation: conn.generation,
                 };
-                debug!("{id} opened from {} on {}", conn.peer, request.path());
                 conn.request = Some(request);
+                let conn = &self.net.conns[key as usize];
+                let client = self.net.client_addr(conn);
+                if client == conn.peer {
+                    debug!("{id} opened from {client} on {}", request_path(conn));
+                } else {
+                    debug!(
+                        "{id} opened from {client} (via proxy {}) on {}",
+                        conn.peer,
+                        request_path(conn)
+                    );
+                }
                 self.net.mark_dirty(key);
                 self.call(reactor, component as u32, Some(key), |c, ctx| {
                     c.on_open(ctx, id)
@@ -648,6 +658,10 @@ impl ServerCore {
         }
         self.settle(reactor);
     }
+}
+
+fn request_path(conn: &Connection) -> &str {
+    conn.request.as_deref().map_or("", |r| r.path())
 }
 
 enum Expiry {

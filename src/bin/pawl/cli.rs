@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
-use pawl::{ServerConfig, TlsConfig};
+use pawl::{ServerConfig, TlsConfig, TrustedProxies};
 
 /// pawl: a single-threaded WebSocket server (RFC 6455) with /echo and /chat.
 #[derive(Debug, Parser)]
@@ -67,6 +67,11 @@ pub struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Reverse proxy (IP or CIDR, e.g. 127.0.0.1 or 10.0.0.0/8) whose
+    /// X-Forwarded-For names the client; repeat for several.
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    pub trusted_proxy: Vec<String>,
 }
 
 impl Args {
@@ -81,9 +86,19 @@ impl Args {
             .close_timeout(self.close_timeout)
             .max_request_size(self.max_request_size)
             .backpressure_threshold(self.backpressure_threshold)
-            .max_backpressure(self.max_backpressure);
+            .max_backpressure(self.max_backpressure)
+            .trusted_proxies(self.trusted_proxies()?);
         config.validate()?;
         Ok(config)
+    }
+
+    /// `--trusted-proxy`, parsed.
+    pub fn trusted_proxies(&self) -> pawl::Result<TrustedProxies> {
+        let mut proxies = TrustedProxies::new();
+        for net in &self.trusted_proxy {
+            proxies.add(net)?;
+        }
+        Ok(proxies)
     }
 
     /// The TLS settings of `--tls-cert`/`--tls-key`, if given: the files are
