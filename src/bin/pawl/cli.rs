@@ -68,6 +68,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Processes serving the port together (SO_REUSEPORT), each a full
+    /// single-threaded server, under a supervisor that restarts them; 1 runs
+    /// one process and no supervisor.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+
     /// Reverse proxy (IP or CIDR, e.g. 127.0.0.1 or 10.0.0.0/8) whose
     /// X-Forwarded-For names the client; repeat for several.
     #[arg(long = "trusted-proxy", value_name = "ADDR")]

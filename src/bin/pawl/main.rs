@@ -5,6 +5,7 @@
 //! ```
 
 mod cli;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -22,7 +23,12 @@ fn main() -> ExitCode {
     {
         eprintln!("pawl: cannot start logging: {e}");
     }
-    match run(&args) {
+    let result = if args.workers > 1 && workers::worker_index().is_none() {
+        supervise(&args)
+    } else {
+        run(&args)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -31,15 +37,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--workers N`: check the flags once here, so a mistake is one error
+/// rather than N workers failing and being restarted forever.
+fn supervise(args: &Args) -> pawl::Result<()> {
+    args.server_config()?;
+    args.tls_config()?;
+    let (host, port) = args.host_port()?;
+    workers::supervise(&host, port, usize::from(args.workers))
+}
+
 fn run(args: &Args) -> pawl::Result<()> {
     let config = args.server_config()?;
     let (host, port) = args.host_port()?;
     let origins: Vec<&str> = args.origin.iter().map(String::as_str).collect();
-    let mut app = pawl::App::new(&host, port);
+    let mut app = workers::app(&host, port)?;
     app.config(config);
     if let Some(tls) = args.tls_config()? {
         app.tls(tls);
     }
+    app.http("/health", workers::health);
     app.route("/echo", pawl::EchoServer, &origins);
     app.route("/chat", broadcast::Broadcast::default(), &origins);
     app.route("/broadcast", broadcast::Broadcast::default(), &origins);
