@@ -14,12 +14,13 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use pawl::reactor::Reactor;
 use pawl::{App, Component, ConnId, Context, Message, ServerConfig, ServerHandle, TrustedProxies};
+use rustls::pki_types::ServerName;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message as WsMessage, WebSocket};
 
@@ -38,8 +39,9 @@ struct Nginx {
 }
 
 impl Nginx {
-    /// Proxies every path on a fresh port to `upstream`.
-    fn start(name: &str, upstream: SocketAddr) -> Nginx {
+    /// Proxies every path on a fresh port to `upstream`; with `tls` (PEM
+    /// certificate and key files) nginx terminates TLS, as in production.
+    fn start(name: &str, upstream: SocketAddr, tls: Option<(&Path, &Path)>) -> Nginx {
         assert!(
             Path::new(NGINX).exists(),
             "{NGINX} is missing: install the nginx package (apt-get install nginx-light)"
@@ -54,6 +56,17 @@ impl Nginx {
             .expect("free port")
             .port();
         let d = dir.display();
+        let (ssl, certificates) = match tls {
+            Some((cert, key)) => (
+                " ssl",
+                format!(
+                    "ssl_certificate {};\n        ssl_certificate_key {};",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
         let config = format!(
             r#"
 master_process off;
@@ -76,7 +89,8 @@ http {{
         server {upstream};
     }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+        {certificates}
         location / {{
             proxy_pass http://pawl;
             proxy_http_version 1.1;
@@ -255,7 +269,7 @@ impl Drop for InProcess {
 #[test]
 fn remote_addr_is_the_client_behind_a_trusted_proxy() {
     let pawl = InProcess::start("127.0.0.1");
-    let nginx = Nginx::start("whoami", pawl.addr);
+    let nginx = Nginx::start("whoami", pawl.addr, None);
 
     // Through nginx: the client's address, the proxy as the peer.
     let mut ws = ws_connect([127, 0, 0, 2], nginx.addr, "/whoami", &[]);
@@ -285,7 +299,7 @@ fn remote_addr_is_the_client_behind_a_trusted_proxy() {
 fn untrusted_proxy_is_not_believed() {
     // nginx connects from 127.0.0.1, which is not the trusted proxy here.
     let pawl = InProcess::start("10.0.0.0/8");
-    let nginx = Nginx::start("untrusted", pawl.addr);
+    let nginx = Nginx::start("untrusted", pawl.addr, None);
     let mut ws = ws_connect([127, 0, 0, 2], nginx.addr, "/whoami", &[]);
     expect_text(&mut ws, "127.0.0.1 127.0.0.1");
 }
@@ -380,7 +394,7 @@ impl Drop for PawlProcess {
 #[test]
 fn pawl_binary_behind_nginx() {
     let mut pawl = PawlProcess::start(&["--trusted-proxy", "127.0.0.1"]);
-    let nginx = Nginx::start("binary", pawl.addr);
+    let nginx = Nginx::start("binary", pawl.addr, None);
 
     // Echo through the proxy, and the debug log names the client.
     let mut echo = ws_connect([127, 0, 0, 2], nginx.addr, "/echo", &[]);
@@ -404,4 +418,38 @@ fn pawl_binary_behind_nginx() {
     expect_text(&mut alice, "hi alice");
     let line = pawl.expect_line(|l| l.contains("opened from 127.0.0.3"));
     assert!(line.contains("/broadcast"), "{line}");
+}
+
+#[test]
+fn wss_terminated_at_nginx() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
+    let dir = std::env::temp_dir().join(format!("pawl-nginx-certs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+
+    let pawl = InProcess::start("127.0.0.1");
+    let nginx = Nginx::start("tls", pawl.addr, Some((&cert, &key)));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let stream = rustls::StreamOwned::new(conn, connect_from([127, 0, 0, 2], nginx.addr));
+    let url = format!("wss://localhost:{}/whoami", nginx.addr.port());
+    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).expect("upgrade");
+    match ws.read() {
+        Ok(WsMessage::Text(text)) => assert_eq!(text.as_str(), "127.0.0.2 127.0.0.1"),
+        other => panic!("expected the addresses, got {other:?}"),
+    }
+    drop(ws);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -178,6 +178,25 @@ fn echo_over_wss() {
 }
 
 #[test]
+fn echo_over_wss_with_full_socket_buffers() {
+    // The client writes 24 MiB before reading anything: the echoes fill the
+    // client's receive buffer and the server's send buffer, so the server's
+    // TLS records wait in rustls and go out on writable events.
+    let cert = Cert::new("backpressure");
+    let server = Server::start(&cert, ServerConfig::default());
+    let stream = tls_connect(&cert, server.addr);
+    let url = format!("wss://localhost:{}/echo", server.addr.port());
+    let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).expect("upgrade");
+    let messages: Vec<Vec<u8>> = (0..24u8).map(|i| vec![i; 1 << 20]).collect();
+    for m in &messages {
+        ws.send(Message::binary(m.clone())).expect("send");
+    }
+    for m in &messages {
+        assert_eq!(ws.read().expect("read"), Message::binary(m.clone()));
+    }
+}
+
+#[test]
 fn https_route_over_tls() {
     let cert = Cert::new("https");
     let server = Server::start(&cert, ServerConfig::default());
