@@ -16,6 +16,26 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub bind: String,
 
+    /// PEM certificate chain: serve wss:// (and https://) instead of ws://.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Processes serving the port together (SO_REUSEPORT), each a full
+    /// single-threaded server, under a supervisor that restarts them; 1 runs
+    /// one process and no supervisor.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+
+    /// Reverse proxy (IP or CIDR, e.g. 127.0.0.1 or 10.0.0.0/8) whose
+    /// X-Forwarded-For names the client; repeat for several.
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    pub trusted_proxy: Vec<String>,
+
     /// Allowed Origin (host or full origin); repeat for several. `*` allows any.
     #[arg(long = "origin", value_name = "ORIGIN", default_value = "*")]
     pub origin: Vec<String>,
@@ -59,26 +79,6 @@ pub struct Args {
     /// Unsent bytes above which a client that does not read is closed.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_backpressure: usize,
-
-    /// PEM certificate chain: serve wss:// (and https://) instead of ws://.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// PEM private key of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Processes serving the port together (SO_REUSEPORT), each a full
-    /// single-threaded server, under a supervisor that restarts them; 1 runs
-    /// one process and no supervisor.
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub workers: u16,
-
-    /// Reverse proxy (IP or CIDR, e.g. 127.0.0.1 or 10.0.0.0/8) whose
-    /// X-Forwarded-For names the client; repeat for several.
-    #[arg(long = "trusted-proxy", value_name = "ADDR")]
-    pub trusted_proxy: Vec<String>,
 }
 
 impl Args {
@@ -99,6 +99,15 @@ impl Args {
         Ok(config)
     }
 
+    /// `--bind` split into host and port (`[::1]:8080` works too).
+    pub fn host_port(&self) -> pawl::Result<(String, u16)> {
+        let bad = || pawl::Error::Config(format!("--bind {:?}: expected ADDR:PORT", self.bind));
+        let (host, port) = self.bind.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse().map_err(|_| bad())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok((host.to_owned(), port))
+    }
+
     /// `--trusted-proxy`, parsed.
     pub fn trusted_proxies(&self) -> pawl::Result<TrustedProxies> {
         let mut proxies = TrustedProxies::new();
@@ -115,15 +124,6 @@ impl Args {
             (Some(cert), Some(key)) => TlsConfig::from_pem_files(cert, key).map(Some),
             _ => Ok(None),
         }
-    }
-
-    /// `--bind` split into host and port (`[::1]:8080` works too).
-    pub fn host_port(&self) -> pawl::Result<(String, u16)> {
-        let bad = || pawl::Error::Config(format!("--bind {:?}: expected ADDR:PORT", self.bind));
-        let (host, port) = self.bind.rsplit_once(':').ok_or_else(bad)?;
-        let port = port.parse().map_err(|_| bad())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        Ok((host.to_owned(), port))
     }
 }
 
