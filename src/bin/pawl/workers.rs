@@ -44,9 +44,10 @@ pub fn worker_index() -> Option<usize> {
 /// The app for this process: a worker listens on its own `SO_REUSEPORT`
 /// socket; a single process binds `host:port` as usual.
 pub fn app(host: &str, port: u16) -> pawl::Result<App> {
-    if worker_index().is_none() {
+    let Some(index) = worker_index() else {
         return Ok(App::new(host, port));
-    }
+    };
+    info!("worker {index}, pid {}", std::process::id());
     // Stop with the supervisor even if it is killed with SIGKILL.
     // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag of this process.
     unsafe {
