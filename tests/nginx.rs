@@ -46,11 +46,28 @@ impl Nginx {
             Path::new(NGINX).exists(),
             "{NGINX} is missing: install the nginx package (apt-get install nginx-light)"
         );
+        // The free port is found by binding port 0 and releasing it, so
+        // another program can take it first: then try another one.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Nginx::start_once(name, upstream, tls) {
+                Ok(nginx) => return nginx,
+                Err(e) if e.contains("Address already in use") => failures.push(e),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("nginx found no free port:\n{}", failures.join("\n"));
+    }
+
+    fn start_once(
+        name: &str,
+        upstream: SocketAddr,
+        tls: Option<(&Path, &Path)>,
+    ) -> Result<Nginx, String> {
         let dir = std::env::temp_dir().join(format!("pawl-nginx-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("logs")).expect("temp dir");
-        // nginx cannot listen on port 0: take a free port and release it. A
-        // clash is reported by the bind error in error.log below.
+        // nginx cannot listen on port 0: take a free port and release it.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -125,28 +142,28 @@ http {{
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
-        nginx.wait_ready();
-        nginx
+        nginx.wait_ready()?;
+        Ok(nginx)
     }
 
-    /// Polls the port until nginx accepts; fails with its error log if it
-    /// exits first.
-    fn wait_ready(&mut self) {
+    /// Polls until nginx has written its pid file (after binding) and
+    /// accepts; its error log if it exits first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + SAFETY_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nginx exited ({status}):\n{}", self.error_log());
+                return Err(format!("nginx exited ({status}):\n{}", self.error_log()));
             }
-            if TcpStream::connect(self.addr).is_ok() {
-                return;
+            if self.dir.join("nginx.pid").exists() && TcpStream::connect(self.addr).is_ok() {
+                return Ok(());
             }
             thread::sleep(Duration::from_millis(20));
         }
-        panic!(
+        Err(format!(
             "nginx does not accept on {}:\n{}",
             self.addr,
             self.error_log()
-        );
+        ))
     }
 
     fn error_log(&self) -> String {
