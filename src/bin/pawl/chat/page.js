@@ -385,7 +385,8 @@ $("input").addEventListener("keydown", (event) => {
 function grow() {
   const input = $("input");
   input.style.height = "auto";
-  input.style.height = Math.min(input.scrollHeight, 160) + "px";
+  input.style.height = Math.min(input.scrollHeight + 2, 160) + "px";
+  input.style.overflowY = input.scrollHeight > 160 ? "auto" : "hidden";
 }
 $("input").addEventListener("input", grow);
 $("older").onclick = () => {
