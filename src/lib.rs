@@ -1,6 +1,7 @@
 //! pawl: a WebSocket server framework on one thread and one hand-written
 //! event loop, in the spirit of PHP's Ratchet on ReactPHP.
 //!
+//! - [`redis`]: a non-blocking Redis client and subscriber on that loop.
 //! - [`reactor`]: the event loop (mio), usable on its own: sources, timers,
 //!   `defer`, a cross-thread [`Handle`](reactor::Handle), signals.
 //! - [`App`] routes paths to [`Component`]s with allowed origins and runs
@@ -58,6 +59,7 @@ pub mod frame;
 mod handshake;
 mod http;
 pub mod reactor;
+pub mod redis;
 mod router;
 mod server;
 mod transport;

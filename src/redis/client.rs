@@ -1,0 +1,101 @@
+//! [`RedisClient`]: commands with callbacks over one pipelined connection.
+
+use std::fmt;
+use std::rc::Rc;
+
+use super::conn::{Conn, Kind, ReplyTo};
+use super::{RedisConfig, RedisError, RedisUrl, Value};
+use crate::reactor::Reactor;
+
+/// A non-blocking Redis connection on the loop thread.
+///
+/// Commands are pipelined: many may be in flight, and replies are matched to
+/// them in order. The client connects, and reconnects with exponential
+/// backoff, by itself; see the [module docs](super) for what happens to
+/// commands when Redis goes away.
+///
+/// Cloning is cheap and every clone drives the same connection. The client
+/// is `!Send`: it lives on the thread that runs its [`Reactor`].
+///
+/// Do not send `SUBSCRIBE`, `MONITOR` or other commands that change the
+/// shape of the reply stream through it; use a [`RedisSubscriber`](super::RedisSubscriber).
+#[derive(Clone)]
+pub struct RedisClient {
+    conn: Rc<Conn>,
+}
+
+impl fmt::Debug for RedisClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisClient")
+            .field("conn", &self.conn)
+            .finish()
+    }
+}
+
+impl RedisClient {
+    /// Parses `redis://[[user]:password@]host[:port][/db]` (see
+    /// [`RedisUrl`]) and starts a non-blocking connect on `reactor`.
+    ///
+    /// Never blocks (except to resolve a host name that is not an IP
+    /// address, once) and never waits for Redis: commands issued before the
+    /// connection is up are queued. `AUTH` and `SELECT` from the URL are sent
+    /// first on every connect. Errors are only for a bad URL or config, or a
+    /// failure to set up the reactor handler; an unreachable Redis is retried.
+    pub fn connect(
+        reactor: &mut Reactor,
+        url: &str,
+        config: RedisConfig,
+    ) -> Result<RedisClient, RedisError> {
+        let url = RedisUrl::parse(url)?;
+        let conn = Conn::start(reactor, url, config, Kind::Client)?;
+        Ok(RedisClient { conn })
+    }
+
+    /// Queues a command (its arguments as byte strings, the name first) and
+    /// runs `callback` with the reply.
+    ///
+    /// The callback runs later on the loop, never inside this call, so the
+    /// caller may hold its own state borrowed. It gets `Ok(value)`, or
+    /// [`RedisError::Server`] for an error reply, or the reason the command
+    /// failed ([`RedisError::Disconnected`], [`RedisError::Timeout`],
+    /// [`RedisError::Overflow`], [`RedisError::Closed`]).
+    pub fn command(
+        &self,
+        args: &[&[u8]],
+        callback: impl FnOnce(&mut Reactor, Result<Value, RedisError>) + 'static,
+    ) {
+        self.conn
+            .command(args, ReplyTo::Callback(Box::new(callback)));
+    }
+
+    /// Queues a command without a callback (fire and forget): an error reply
+    /// or a failure is logged with `warn!`.
+    pub fn send(&self, args: &[&[u8]]) {
+        self.conn.command(args, ReplyTo::Log);
+    }
+
+    /// True while the connection is up and past `AUTH`/`SELECT`.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_ready()
+    }
+
+    /// Runs `callback` each time a connection is established (after
+    /// `AUTH`/`SELECT`, and after the commands queued meanwhile were handed
+    /// to the socket), for example to reload state that may have been missed.
+    pub fn on_connect(&self, callback: impl FnMut(&mut Reactor) + 'static) {
+        self.conn.on_connect(Box::new(callback));
+    }
+
+    /// How many commands are waiting: queued for a connection, unwritten, or
+    /// written and awaiting their reply.
+    pub fn pending(&self) -> usize {
+        self.conn.pending()
+    }
+
+    /// Closes the connection and stops reconnecting. Every pending command's
+    /// callback gets [`RedisError::Closed`] (queued ones) or
+    /// [`RedisError::Disconnected`] (written ones), later on the loop.
+    pub fn close(&self, reactor: &mut Reactor) {
+        self.conn.close(reactor);
+    }
+}
