@@ -67,6 +67,12 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
 
+    /// Redis writes kept while Redis is unreachable; past this the oldest
+    /// are dropped with a warning (the chat writes its rooms back from
+    /// memory when Redis returns all the same).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub redis_max_queued: usize,
+
     /// Public messages the chat keeps per room (and DMs per user).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub backlog: usize,

@@ -6,6 +6,7 @@
 mod limit;
 pub mod page;
 pub mod protocol;
+pub mod redis_store;
 pub mod room;
 pub mod store;
 
@@ -104,15 +105,22 @@ impl Chat {
         }
     }
 
-    /// The store, for wiring it up after the server started.
-    pub fn store_mut(&mut self) -> &mut dyn Store {
-        &mut *self.store
+    /// The store came back (or connected for the first time): write every
+    /// room in memory back to it, then load each again to merge in what
+    /// only the store had. Rooms stay usable meanwhile.
+    pub fn resync(&mut self, ctx: &mut Context<'_>) {
+        let Chat { rooms, store, .. } = self;
+        for (name, entry) in rooms.iter() {
+            if !entry.loading {
+                store.save_room(ctx, name, &entry.room);
+                store.load(ctx, name);
+            }
+        }
     }
 
-    /// Names of the rooms in use, for reloading them after the store
-    /// reconnected.
-    pub fn room_names(&self) -> Vec<String> {
-        self.rooms.keys().cloned().collect()
+    /// True while `room` waits for the store.
+    pub fn is_loading(&self, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|e| e.loading)
     }
 
     /// A room as the store had it: merged into memory, then the messages
@@ -130,15 +138,6 @@ impl Chat {
                 self.handle(ctx, conn, &text);
             }
         }
-    }
-
-    /// Every room's members and backlog, for writing back to a store that
-    /// lost them.
-    pub fn rooms(&self) -> impl Iterator<Item = (&str, &Room)> {
-        self.rooms
-            .iter()
-            .filter(|(_, e)| !e.loading)
-            .map(|(name, e)| (name.as_str(), &e.room))
     }
 
     fn handle(&mut self, ctx: &mut Context<'_>, conn: ConnId, text: &str) {
@@ -365,14 +364,14 @@ impl Component for Chat {
         let Message::Text(text) = message else {
             return error(ctx, conn, ErrorCode::BadRequest, "send JSON text frames");
         };
-        if let Some(entry) = self.rooms.get_mut(&session.room) {
-            if entry.loading {
-                if entry.waiting.len() >= MAX_WAITING {
-                    return error(ctx, conn, ErrorCode::RateLimited, "room is loading");
-                }
-                entry.waiting.push((conn, text.to_owned()));
-                return;
+        if let Some(entry) = self.rooms.get_mut(&session.room)
+            && entry.loading
+        {
+            if entry.waiting.len() >= MAX_WAITING {
+                return error(ctx, conn, ErrorCode::RateLimited, "room is loading");
             }
+            entry.waiting.push((conn, text.to_owned()));
+            return;
         }
         self.handle(ctx, conn, text);
     }

@@ -70,10 +70,10 @@ impl<C: Ord + Copy> Room<C> {
         token: Option<&str>,
         new_token: impl FnOnce() -> String,
     ) -> Result<(&mut Member<C>, bool), ErrorCode> {
-        if let Some(member) = self.members.get(name) {
-            if token != Some(member.token.as_str()) {
-                return Err(ErrorCode::NameTaken);
-            }
+        if let Some(member) = self.members.get(name)
+            && token != Some(member.token.as_str())
+        {
+            return Err(ErrorCode::NameTaken);
         }
         let member = self
             .members

@@ -6,7 +6,7 @@
 use pawl::Context;
 
 use super::protocol::{ChatMessage, DirectMessage};
-use super::room::Member;
+use super::room::{Member, Room};
 
 /// Persistence for the chat. Calls come from the loop thread inside the
 /// chat's callbacks and must not block.
@@ -24,6 +24,13 @@ pub trait Store {
 
     /// A member's token or profile is new or changed.
     fn save_member(&mut self, ctx: &mut Context<'_>, room: &str, member: &Member);
+
+    /// Writes a whole room back (after the store came back and may have
+    /// lost what it had). Writes must be idempotent: the same message
+    /// written twice is one message.
+    fn save_room(&mut self, ctx: &mut Context<'_>, name: &str, room: &Room) {
+        let _ = (ctx, name, room);
+    }
 }
 
 /// The embedded default: memory is all there is; nothing survives a restart.
