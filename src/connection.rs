@@ -27,6 +27,9 @@ use crate::reactor::SourceId;
 use crate::server::ServerCore;
 use crate::transport::Transport;
 
+/// The largest empty buffer a busy connection keeps between messages.
+pub(crate) const RETAINED_BUFFER: usize = 64 << 10;
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -98,6 +101,17 @@ impl Connection {
         }
     }
 
+    /// Gives back buffers an idle connection no longer needs: an idle
+    /// connection should hold no memory of its own.
+    pub(crate) fn release_buffers(&mut self) {
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            self.out = Vec::new();
+        }
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = Vec::new();
+        }
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn unsent(&self) -> usize {
         self.out.len() - self.out_start
@@ -127,9 +141,13 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        // Drained: release the buffer. An idle connection keeps no memory,
-        // and the allocator hands the same block back on the next send.
-        self.out = Vec::new();
+        // Drained. A busy connection keeps its buffer (no allocation per
+        // message); the sweep releases it once the connection goes quiet.
+        if self.out.capacity() > RETAINED_BUFFER {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
         self.out_start = 0;
         Ok(true)
     }
@@ -212,11 +230,6 @@ impl Net {
         self.now = now.duration_since(self.epoch).as_millis() as u32;
     }
 
-    /// Milliseconds since `since`.
-    pub(crate) fn elapsed(&self, since: u32) -> u32 {
-        self.now.wrapping_sub(since)
-    }
-
     pub(crate) fn next_generation(&mut self) -> u32 {
         self.next_generation = self.next_generation.wrapping_add(1);
         self.next_generation
@@ -244,16 +257,27 @@ impl Net {
 
     /// Lists the connection for the end-of-turn flush.
     pub(crate) fn mark_dirty(&mut self, key: u32) {
-        if let Some(conn) = self.conns.get_mut(key as usize) {
-            if !conn.has(flag::DIRTY) {
-                conn.flags |= flag::DIRTY;
-                self.dirty.push(key);
-            }
+        if let Some(conn) = self.conns.get_mut(key as usize)
+            && !conn.has(flag::DIRTY)
+        {
+            conn.flags |= flag::DIRTY;
+            self.dirty.push(key);
         }
     }
 
     /// Queues pre-encoded frame bytes on an open connection.
     pub(crate) fn send_frame(&mut self, id: ConnId, frame: &[u8]) -> SendStatus {
+        self.queue(id, |out| out.extend_from_slice(frame))
+    }
+
+    /// Encodes a message straight into the connection's output buffer.
+    pub(crate) fn send_message(&mut self, id: ConnId, text: bool, payload: &[u8]) -> SendStatus {
+        self.queue(id, |out| encode::message(out, text, payload))
+    }
+
+    /// Appends to an open connection's output with `write`, then applies the
+    /// backpressure limits.
+    fn queue(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) -> SendStatus {
         let (threshold, max) = (
             self.config.backpressure_threshold,
             self.config.max_backpressure,
@@ -264,44 +288,31 @@ impl Net {
         if conn.phase != Phase::Open || conn.has(flag::DOOMED) {
             return SendStatus::Dropped;
         }
-        conn.out.extend_from_slice(frame);
+        write(&mut conn.out);
         let unsent = conn.unsent();
-        let status = if unsent > max {
-            SendStatus::Dropped
-        } else if unsent > threshold {
-            conn.flags |= flag::BACKPRESSURED;
-            SendStatus::Backpressure
-        } else {
-            SendStatus::Sent
-        };
-        if status == SendStatus::Dropped {
-            warn!(
-                "{id} from {}: outbound buffer over {max} bytes, closing",
-                conn.peer
-            );
-            conn.out = Vec::new();
-            conn.out_start = 0;
-            let component = conn.component;
-            self.pending.push_back(Pending::Error {
-                conn: id,
-                component,
-                error: Error::Limit(Limit::Backpressure),
-            });
-            self.doom(id.key, CloseReason::Limit(Limit::Backpressure));
-        } else {
+        if unsent <= threshold {
             self.mark_dirty(id.key);
+            return SendStatus::Sent;
         }
-        status
-    }
-
-    /// Encodes and queues a message.
-    pub(crate) fn send_message(&mut self, id: ConnId, text: bool, payload: &[u8]) -> SendStatus {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        encode::message(&mut scratch, text, payload);
-        let status = self.send_frame(id, &scratch);
-        self.scratch = scratch;
-        status
+        if unsent <= max {
+            conn.flags |= flag::BACKPRESSURED;
+            self.mark_dirty(id.key);
+            return SendStatus::Backpressure;
+        }
+        warn!(
+            "{id} from {}: outbound buffer over {max} bytes, closing",
+            conn.peer
+        );
+        conn.out = Vec::new();
+        conn.out_start = 0;
+        let component = conn.component;
+        self.pending.push_back(Pending::Error {
+            conn: id,
+            component,
+            error: Error::Limit(Limit::Backpressure),
+        });
+        self.doom(id.key, CloseReason::Limit(Limit::Backpressure));
+        SendStatus::Dropped
     }
 
     /// Queues a control frame built by `write` (pong, ping, close), bypassing
@@ -448,12 +459,12 @@ impl Net {
 
     /// Marks the connection to be dropped at the next settle, recording why.
     pub(crate) fn doom(&mut self, key: u32, reason: CloseReason) {
-        if let Some(conn) = self.conns.get_mut(key as usize) {
-            if !conn.has(flag::DOOMED) {
-                conn.flags |= flag::DOOMED;
-                conn.reason.get_or_insert_with(|| Box::new(reason));
-                self.doomed.push(key);
-            }
+        if let Some(conn) = self.conns.get_mut(key as usize)
+            && !conn.has(flag::DOOMED)
+        {
+            conn.flags |= flag::DOOMED;
+            conn.reason.get_or_insert_with(|| Box::new(reason));
+            self.doomed.push(key);
         }
     }
 
@@ -487,5 +498,18 @@ impl Net {
                 self.doom(key, CloseReason::Io(e.kind()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        // The per-connection figure the README promises rests on this.
+        let size = std::mem::size_of::<Connection>();
+        println!("Connection: {size} bytes");
+        assert!(size <= 160, "{size}");
     }
 }

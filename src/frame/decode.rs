@@ -6,11 +6,9 @@
 //! Only a fragmented message is assembled into a buffer of its own, grown as
 //! fragments arrive, never reserved from a length the peer announced.
 
-use std::io::Cursor;
-
-use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
+use super::header::{self, Header};
 use super::mask::apply_mask;
 
 /// Close codes the server sends when it fails a connection.
@@ -48,15 +46,17 @@ const fn violation(code: u16, reason: &'static str) -> Violation {
 }
 
 /// Size limits the decoder enforces, from tungstenite's `WebSocketConfig`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) max_frame: usize,
-    pub(crate) max_message: usize,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame payload, in bytes.
+    pub max_frame: usize,
+    /// Largest message (all fragments together), in bytes.
+    pub max_message: usize,
 }
 
 /// One decoded unit of input.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Incoming<'a> {
+pub enum Incoming<'a> {
     /// A whole text message, already checked to be UTF-8.
     Text(&'a str),
     /// A whole binary message.
@@ -83,8 +83,21 @@ struct Partial {
 
 /// Per-connection decoder state: empty (no allocation) unless a fragmented
 /// message is in flight.
+///
+/// ```
+/// use pawl::frame::{Decoder, Incoming, Limits};
+///
+/// // A masked client text frame "Hi" (mask 1, 2, 3, 4).
+/// let mut bytes = vec![0x81, 0x82, 1, 2, 3, 4, b'H' ^ 1, b'i' ^ 2];
+/// let limits = Limits { max_frame: 1 << 20, max_message: 1 << 20 };
+/// let mut decoder = Decoder::default();
+/// let mut pos = 0;
+/// let unit = decoder.decode(&mut bytes, &mut pos, limits);
+/// assert_eq!(unit, Ok(Some(Incoming::Text("Hi"))));
+/// assert_eq!(pos, 8);
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct Decoder {
+pub struct Decoder {
     partial: Option<Box<Partial>>,
 }
 
@@ -95,7 +108,7 @@ impl Decoder {
     /// caller keeps `buf[*pos..]` for later), and moves `*pos` past each frame
     /// consumed. A continuation frame that is not final is consumed without
     /// output.
-    pub(crate) fn decode<'a>(
+    pub fn decode<'a>(
         &'a mut self,
         buf: &'a mut [u8],
         pos: &mut usize,
@@ -112,7 +125,7 @@ impl Decoder {
             };
             let payload = &buf[range.clone()];
             match header.opcode {
-                OpCode::Data(Data::Text | Data::Binary) if !header.is_final => {
+                OpCode::Data(Data::Text | Data::Binary) if !header.fin => {
                     let mut partial = Box::new(Partial {
                         text: header.opcode == OpCode::Data(Data::Text),
                         data: Vec::new(),
@@ -129,8 +142,8 @@ impl Decoder {
                             "continuation without a message",
                         ));
                     };
-                    partial.append(payload, header.is_final)?;
-                    if header.is_final {
+                    partial.append(payload, header.fin)?;
+                    if header.fin {
                         partial.done = true;
                         break (header.opcode, None);
                     }
@@ -172,17 +185,15 @@ impl Decoder {
         buf: &mut [u8],
         pos: &mut usize,
         limits: Limits,
-    ) -> Result<Option<(FrameHeader, std::ops::Range<usize>)>, Violation> {
+    ) -> Result<Option<(Header, std::ops::Range<usize>)>, Violation> {
         let start = *pos;
-        let mut cursor = Cursor::new(&buf[start..]);
-        let (header, len) = match FrameHeader::parse(&mut cursor) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return Ok(None),
-            Err(_) => return Err(violation(close_code::PROTOCOL, "reserved opcode")),
+        let Some(header) = header::parse(&buf[start..])? else {
+            return Ok(None);
         };
-        let header_len = cursor.position() as usize;
-        check_header(&header, len, limits)?;
-        let len = len as usize; // fits: checked against max_frame above
+        if header.len > limits.max_frame as u64 {
+            return Err(violation(close_code::TOO_BIG, "frame too big"));
+        }
+        let len = header.len as usize; // fits: checked against max_frame above
         match (header.opcode, &self.partial) {
             (OpCode::Data(Data::Continue), None) => {
                 return Err(violation(
@@ -202,15 +213,13 @@ impl Decoder {
         if matches!(header.opcode, OpCode::Data(_)) && assembled + len > limits.max_message {
             return Err(violation(close_code::TOO_BIG, "message too big"));
         }
-        let payload_start = start + header_len;
+        let payload_start = start + header.header_len;
         if buf.len() - payload_start < len {
             return Ok(None);
         }
         *pos = payload_start + len;
         let range = payload_start..payload_start + len;
-        if let Some(mask) = header.mask {
-            apply_mask(&mut buf[range.clone()], mask);
-        }
+        apply_mask(&mut buf[range.clone()], header.mask);
         Ok(Some((header, range)))
     }
 }
@@ -230,28 +239,6 @@ impl Partial {
         }
         Ok(())
     }
-}
-
-fn check_header(header: &FrameHeader, len: u64, limits: Limits) -> Result<(), Violation> {
-    // No extension is negotiated, so every reserved bit must be clear.
-    if header.rsv1 || header.rsv2 || header.rsv3 {
-        return Err(violation(close_code::PROTOCOL, "reserved bits set"));
-    }
-    if header.mask.is_none() {
-        return Err(violation(close_code::PROTOCOL, "client frame not masked"));
-    }
-    if let OpCode::Control(_) = header.opcode {
-        if !header.is_final {
-            return Err(violation(close_code::PROTOCOL, "fragmented control frame"));
-        }
-        if len > 125 {
-            return Err(violation(close_code::PROTOCOL, "control frame too long"));
-        }
-    }
-    if len > limits.max_frame as u64 {
-        return Err(violation(close_code::TOO_BIG, "frame too big"));
-    }
-    Ok(())
 }
 
 fn close_frame(payload: &[u8]) -> Result<Incoming<'_>, Violation> {
