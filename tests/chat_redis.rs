@@ -109,3 +109,25 @@ fn redis_killed_and_restarted_mid_chat_loses_nothing() {
     let mut bob = pawl.client("lobby");
     bob.join_with(json!({"name": "bob", "token": bob_token}));
 }
+
+#[test]
+fn chat_works_while_redis_is_down_from_the_start() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    redis.kill();
+    let pawl = Pawl::start(&["--redis", &url]);
+
+    // The room waits a moment for Redis, then goes on from memory.
+    let mut alice = pawl.client("lobby");
+    alice.join("alice");
+    alice.send(json!({"type": "say", "text": "anyone there?"}));
+    alice.expect("message");
+    let mut bob = pawl.client("lobby");
+    assert_eq!(texts(&bob.join("bob")["backlog"]), ["anyone there?"]);
+
+    // Redis arrives: what was said reaches it.
+    redis.restart();
+    redis.wait_zcard(MESSAGES, 1);
+    assert_eq!(redis.int(&["HLEN", "pawl:chat:{lobby}:members"]), 2);
+    pawl.wait_log("goes on from memory");
+}

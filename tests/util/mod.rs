@@ -79,6 +79,21 @@ impl Pawl {
         self.log.lock().expect("log").clone()
     }
 
+    /// Waits until its log has a line containing `needle`.
+    #[track_caller]
+    pub fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "pawl never logged {needle:?}; its log:\n{}",
+                self.log()
+            );
+            // The log arrives through a pipe read by another thread.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Opens a client on `/chat?room=ROOM`.
     #[track_caller]
     pub fn client(&self, room: &str) -> Client {
