@@ -199,12 +199,13 @@ async fn alice_and_bob_chat_in_two_browsers() {
         .expect("target dir")
         .join("chat-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let (driver, shots) = (&driver, shots.as_path());
 
-    let run = async {
+    let run = async move {
         let alice = driver.browser(&scratch("alice")).await;
         let bob = driver.browser(&scratch("bob")).await;
 
-        join(&alice, &base, "alice", "writing Rust", 1, Some(&shots)).await;
+        join(&alice, &base, "alice", "writing Rust", 1, Some(shots)).await;
         join(&bob, &base, "bob", "on a coffee break", 4, None).await;
         wait_text(&alice, "#users li", "bob").await;
 
@@ -236,8 +237,8 @@ async fn alice_and_bob_chat_in_two_browsers() {
         wait_text(&alice, "#list .msg.dm .text", "just for you").await;
         type_and_enter(&alice, "Got it, thanks! See you at the standup.").await;
         wait_text(&bob, "#list .msg.dm .text", "Got it").await;
-        screenshot(&alice, &shots, "alice-dm").await;
-        screenshot(&bob, &shots, "bob-dm").await;
+        screenshot(&alice, shots, "alice-dm").await;
+        screenshot(&bob, shots, "bob-dm").await;
 
         // bob reloads: the saved token rejoins him and the backlog is back.
         bob.refresh().await.expect("reload");
@@ -246,7 +247,7 @@ async fn alice_and_bob_chat_in_two_browsers() {
         wait_text(&bob, "#list .msg .text", "glad to be here").await;
         wait_css(&bob, "#convs li[data-conv='dm:alice']").await;
         wait_text(&alice, "#users li", "bob").await;
-        screenshot(&bob, &shots, "bob-after-reload").await;
+        screenshot(&bob, shots, "bob-after-reload").await;
         alice
             .find(Locator::Css("#convs li[data-conv='public']"))
             .await
@@ -254,7 +255,22 @@ async fn alice_and_bob_chat_in_two_browsers() {
             .click()
             .await
             .expect("open it");
-        screenshot(&alice, &shots, "alice-public").await;
+        screenshot(&alice, shots, "alice-public").await;
+
+        // The server goes away: both pages say so, then reconnect by
+        // themselves to the new one on the same address.
+        let addr = pawl.addr.to_string();
+        pawl.kill();
+        wait_text(&alice, "#state-text", "offline").await;
+        wait_text(&bob, "#state-text", "offline").await;
+        screenshot(&alice, shots, "alice-offline").await;
+        let _pawl = Pawl::start_on(&addr, &[]);
+        wait_text(&alice, "#state-text", "connected as alice").await;
+        wait_text(&bob, "#state-text", "connected as bob").await;
+        wait_text(&alice, "#users li", "bob").await;
+        type_and_enter(&alice, "Back after a server restart.").await;
+        wait_text(&bob, "#list .msg .text", "Back after a server restart").await;
+        screenshot(&bob, shots, "bob-after-server-restart").await;
 
         alice.close().await.expect("close alice");
         bob.close().await.expect("close bob");

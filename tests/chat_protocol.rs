@@ -61,6 +61,13 @@ fn a_name_is_taken_until_its_token_is_shown() {
     again.expect_error("name_taken");
     let welcome = again.join_with(json!({"name": "alice", "token": token}));
     assert_eq!(welcome["token"], token, "the token stays the same");
+
+    // A token brought for a name the room does not know (as after a restart
+    // without a store) is kept, so the client's saved token stays good.
+    let mut newcomer = pawl.client("lobby");
+    let saved = "0123456789abcdef0123456789abcdef";
+    let welcome = newcomer.join_with(json!({"name": "zoe", "token": saved}));
+    assert_eq!(welcome["token"], saved);
 }
 
 #[test]
@@ -249,6 +256,15 @@ fn since_resumes_with_only_what_was_missed() {
     let welcome = bob.join_with(json!({"name": "bob", "token": token, "since": seen}));
     assert_eq!(texts(&welcome["backlog"]), ["two"]);
     assert_eq!(texts(&welcome["dms"]), ["three"]);
+    let last_id = welcome["last_id"].as_u64().unwrap();
+    bob.close();
+
+    // A `since` from another history (a restart without a store) gets
+    // everything, and `last_id` says where this history is.
+    let mut bob = pawl.client("lobby");
+    let welcome = bob.join_with(json!({"name": "bob", "token": token, "since": last_id + 50}));
+    assert_eq!(texts(&welcome["backlog"]), ["one", "two"]);
+    assert_eq!(welcome["last_id"], last_id);
 }
 
 #[test]

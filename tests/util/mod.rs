@@ -32,8 +32,15 @@ impl Pawl {
     /// say where it listens.
     #[track_caller]
     pub fn start(extra: &[&str]) -> Pawl {
+        Pawl::start_on("127.0.0.1:0", extra)
+    }
+
+    /// Starts `pawl --bind BIND` (an address a killed pawl listened on, to
+    /// see clients reconnect).
+    #[track_caller]
+    pub fn start_on(bind: &str, extra: &[&str]) -> Pawl {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pawl"))
-            .args(["--bind", "127.0.0.1:0", "--log-level", "info"])
+            .args(["--bind", bind, "--log-level", "info"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

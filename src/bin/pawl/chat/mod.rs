@@ -268,21 +268,29 @@ impl Chat {
             return;
         };
         let room = &mut entry.room;
-        let (member, came_online) = match room.join(conn, &name, token.as_deref(), new_token) {
+        let created = room.member(&name).is_none();
+        // A `since` past the room's last id comes from another history (a
+        // restart without a store): the client gets everything instead, and
+        // `last_id` in the welcome tells it to start over.
+        let since = since.filter(|&s| s <= room.last_id());
+        // A client may bring a token for a name this room does not know (the
+        // server restarted without a store): it keeps it, as the name is
+        // free anyway, so its saved token stays good.
+        let adopt = token.clone().filter(|t| plausible_token(t));
+        let make_token = || adopt.unwrap_or_else(new_token);
+        let (member, came_online) = match room.join(conn, &name, token.as_deref(), make_token) {
             Ok(joined) => joined,
             Err(code) => {
                 let what = format!("{name:?} is taken; joining as it needs its token");
                 return error(ctx, conn, code, &what);
             }
         };
-        // A known name needs its token, so no token means a new member.
-        let is_new = token.is_none();
         let mut changed = false;
         if let Some(profile) = profile.map(Profile::sanitized) {
             changed = profile != member.user.profile;
             member.user.profile = profile;
         }
-        if is_new || changed {
+        if created || changed {
             store.save_member(ctx, room_name, member);
         }
         let you = member.user.clone();
@@ -297,6 +305,7 @@ impl Chat {
         let welcome = ServerMessage::Welcome {
             you: &you,
             token: &token,
+            last_id: room.last_id(),
             users: room.online_users(),
             backlog: room.backlog_since(since),
             dms: dms.iter().collect(),
@@ -428,6 +437,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A client's token worth adopting: 16 to 64 letters and digits.
+fn plausible_token(token: &str) -> bool {
+    (16..=64).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// 128 random bits in hex, from the kernel; a hash of the time and a
 /// process-random key if /dev/urandom cannot be read.
 fn new_token() -> String {
@@ -477,6 +491,9 @@ mod tests {
     fn tokens_are_random_hex() {
         let (a, b) = (new_token(), new_token());
         assert_eq!(a.len(), 32);
+        assert!(plausible_token(&a));
+        assert!(!plausible_token("short"));
+        assert!(!plausible_token(&"x;".repeat(10)));
         assert_ne!(a, b);
     }
 }

@@ -60,6 +60,7 @@ function toast(text, kind) {
 
 function setState(state, text) {
   $("state").dataset.state = state;
+  document.body.dataset.conn = state;
   $("state-text").textContent = text;
   const open = state === "online" && me !== null;
   $("input").disabled = !open;
@@ -118,6 +119,14 @@ function receive(msg) {
   switch (msg.type) {
     case "welcome": {
       pendingJoin = null;
+      const restarted = typeof msg.last_id === "number" && lastId > msg.last_id;
+      if (restarted) {
+        // The server's history restarted (no store): start over from its.
+        convs.clear();
+        lastId = 0;
+        historyDone = false;
+        me = null;
+      }
       const fresh = me === null;
       me = msg.you;
       saved = { name: me.name, token: msg.token, profile: me.profile };
@@ -128,6 +137,7 @@ function receive(msg) {
       for (const m of msg.backlog) addMessage("public", m);
       for (const d of msg.dms) addDm(d, false);
       if (fresh) historyDone = msg.backlog.length === 0 || msg.backlog[0].id <= 1;
+      if (restarted) addSystem("The server restarted without its backlog; earlier messages are gone.");
       $("join-overlay").hidden = true;
       setState("online", "connected as " + me.name);
       renderAll();

@@ -147,6 +147,9 @@ pub enum ServerMessage<'a> {
         you: &'a User,
         /// The name's secret, for joining again.
         token: &'a str,
+        /// The room's last id (an extra field): a client that saw higher
+        /// ids talked to another history and should start over.
+        last_id: u64,
         /// Everyone online in the room, the joiner too.
         users: Vec<&'a User>,
         /// Public messages after `since` (or the whole backlog).
