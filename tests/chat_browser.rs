@@ -3,7 +3,7 @@
 //! own, exchange a public message and a DM; bob reloads and sees the
 //! backlog. Screenshots of both pages land in `target/chat-screenshots/`.
 
-mod util;
+mod chat_util;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,11 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use chat_util::{Pawl, TIMEOUT};
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use util::{Pawl, TIMEOUT};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";

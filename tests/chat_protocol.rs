@@ -1,10 +1,10 @@
 //! The chat's JSON protocol (issue 3) against the `pawl` binary, with real
 //! WebSocket clients on loopback.
 
-mod util;
+mod chat_util;
 
+use chat_util::{Client, Pawl, names, texts};
 use serde_json::json;
-use util::{Client, Pawl, names, texts};
 
 #[test]
 fn join_welcomes_and_announces() {
@@ -357,7 +357,7 @@ fn every_error_code_and_the_connection_stays_usable() {
 
     // The bucket refills with time: retry until a request passes (bounded
     // by the client's read timeout).
-    let deadline = std::time::Instant::now() + util::TIMEOUT;
+    let deadline = std::time::Instant::now() + chat_util::TIMEOUT;
     loop {
         assert!(std::time::Instant::now() < deadline, "never refilled");
         other.send(json!({"type": "history", "limit": 1}));

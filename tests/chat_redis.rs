@@ -2,11 +2,11 @@
 //! survives a restart of pawl, and a Redis that is killed and comes back
 //! empty mid-chat gets everything back.
 
-mod util;
+mod chat_util;
 
+use chat_util::redis::Redis;
+use chat_util::{Pawl, texts};
 use serde_json::json;
-use util::redis::Redis;
-use util::{Pawl, texts};
 
 const MESSAGES: &str = "pawl:chat:{lobby}:messages";
 

@@ -1,6 +1,6 @@
-//! Shared helpers for the chat's integration tests: the `pawl` binary as a
-//! child process on a free port, and a blocking WebSocket client with
-//! timeouts, so every expectation is bounded.
+//! Helpers for the chat's integration tests (beside the core's
+//! tests/util): the `pawl` binary as a child process on a free port, and a
+//! blocking WebSocket client with timeouts, so every expectation is bounded.
 
 #![allow(dead_code)]
 
