@@ -8,6 +8,7 @@ use log::LevelFilter;
 use pawl::ServerConfig;
 
 use crate::chat::ChatConfig;
+use crate::chat::setup::StoreConfig;
 
 /// pawl: a single-threaded WebSocket server (RFC 6455) with a chat at / and /chat,
 /// the seed's broadcast chat at /broadcast, and /echo.
@@ -128,6 +129,14 @@ impl Args {
             rate: self.rate_limit,
             burst: self.rate_burst,
         })
+    }
+
+    /// Where the chat keeps its backlog.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            redis: self.redis.clone(),
+            redis_max_queued: self.redis_max_queued,
+        }
     }
 
     /// `--bind` split into host and port (`[::1]:8080` works too).

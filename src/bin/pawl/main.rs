@@ -16,11 +16,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use log::{error, info};
 use pawl::reactor::Reactor;
-use pawl::redis::{RedisClient, RedisConfig};
-
-use chat::Chat;
-use chat::redis_store::RedisStore;
-use chat::store::{MemoryStore, Store};
 
 use cli::Args;
 
@@ -53,26 +48,15 @@ fn run(args: &Args) -> pawl::Result<()> {
     app.config(config);
     app.route("/echo", pawl::EchoServer, &origins);
     app.route("/broadcast", broadcast::Broadcast::default(), &origins);
-    let redis = match &args.redis {
-        Some(url) => {
-            let config = RedisConfig::default().max_queued(args.redis_max_queued);
-            let client = RedisClient::connect(&mut reactor, url, config)
-                .map_err(|e| pawl::Error::Config(format!("--redis {url}: {e}")))?;
-            info!("chat backlog in redis at {url}");
-            Some(RedisStore::new(client, chat_config.backlog))
-        }
-        None => None,
-    };
-    let store: Box<dyn Store> = match &redis {
-        Some(store) => Box::new(store.clone()),
-        None => Box::new(MemoryStore),
-    };
-    app.route("/chat", Chat::new(chat_config, store), &origins);
-    chat::page::mount(&mut app);
+    let chat = chat::setup::mount(
+        &mut app,
+        &mut reactor,
+        chat_config,
+        &args.store_config(),
+        &origins,
+    )?;
     let server = app.listen(&mut reactor)?;
-    if let Some(store) = &redis {
-        store.attach(server.clone());
-    }
+    chat.attach(&server);
     reactor.run()?;
     server.close_all_now(&mut reactor)?;
     info!("pawl stopped");

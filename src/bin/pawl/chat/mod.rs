@@ -8,6 +8,7 @@ pub mod page;
 pub mod protocol;
 pub mod redis_store;
 pub mod room;
+pub mod setup;
 pub mod store;
 
 use std::collections::HashMap;
