@@ -257,7 +257,7 @@ function renderSidebar() {
     }
     const unread = conv(key).unread;
     if (unread) li.append(el("span", "badge", String(unread)));
-    li.onclick = () => open(key);
+    clickable(li, () => open(key));
     list.append(li);
   }
   const users = $("users");
@@ -273,9 +273,24 @@ function renderSidebar() {
     who.append(el("div", "name", name + (me && name === me.name ? " (you)" : "")),
       el("div", "status", user.profile.status || ""));
     li.append(avatar(name), who);
-    li.onclick = () => open("dm:" + name);
+    clickable(li, () => open("dm:" + name));
     users.append(li);
   }
+  let unread = 0;
+  for (const c of convs.values()) unread += c.unread;
+  document.title = (unread ? "(" + unread + ") " : "") + "pawl chat · #" + room;
+}
+
+// Mouse and keyboard alike: Tab to an entry, Enter or Space opens it.
+function clickable(li, action) {
+  li.tabIndex = 0;
+  li.onclick = action;
+  li.onkeydown = (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      action();
+    }
+  };
 }
 
 function open(key) {
@@ -370,6 +385,9 @@ $("join-form").onsubmit = (event) => {
   if (ws && ws.readyState === 1) send(pendingJoin);
 };
 $("join-cancel").onclick = () => { editing = false; $("join-overlay").hidden = true; };
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && editing) $("join-cancel").click();
+});
 $("edit-profile").onclick = () => { editing = true; showDialog(); };
 
 // ---- composing -------------------------------------------------------------------
