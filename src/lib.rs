@@ -1,9 +1,9 @@
 //! pawl: a WebSocket server framework on one thread and one hand-written
 //! event loop, in the spirit of PHP's Ratchet on ReactPHP.
 //!
-//! - [`redis`]: a non-blocking Redis client and subscriber on that loop.
 //! - [`reactor`]: the event loop (mio), usable on its own: sources, timers,
 //!   `defer`, a cross-thread [`Handle`](reactor::Handle), signals.
+//! - [`redis`]: a non-blocking Redis client and subscriber on that loop.
 //! - [`App`] routes paths to [`Component`]s with allowed origins and runs
 //!   the RFC 6455 server on the loop.
 //! - A [`Component`] gets `on_open`, `on_message`, `on_close`, `on_error`,

@@ -19,6 +19,34 @@ use crate::reactor::Reactor;
 ///
 /// Do not send `SUBSCRIBE`, `MONITOR` or other commands that change the
 /// shape of the reply stream through it; use a [`RedisSubscriber`](super::RedisSubscriber).
+///
+/// Dropping the last clone closes the socket and drops pending callbacks
+/// without running them; call [`RedisClient::close`] first to have them
+/// run with an error. A callback that holds a clone of its own client keeps
+/// the client alive (an `Rc` cycle), which is what a long-lived client wants.
+///
+/// # Examples
+///
+/// A counter whose increments survive a Redis restart (queued while it is
+/// down), reloaded on every connect:
+///
+/// ```no_run
+/// use pawl::reactor::Reactor;
+/// use pawl::redis::{RedisClient, RedisConfig};
+///
+/// let mut reactor = Reactor::new()?;
+/// let redis = RedisClient::connect(&mut reactor, "redis://127.0.0.1:6379", RedisConfig::default())?;
+/// let reload = redis.clone();
+/// redis.on_connect(move |_| {
+///     reload.command(&[b"GET", b"visits"], |_, reply| match reply {
+///         Ok(value) => println!("visits so far: {:?}", value.as_int()),
+///         Err(e) => eprintln!("GET failed: {e}"),
+///     });
+/// });
+/// redis.send(&[b"INCR", b"visits"]);
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct RedisClient {
     conn: Rc<Conn>,

@@ -1,4 +1,4 @@
-//! A non-blocking Redis client driven by pawl's own [`Reactor`], as
+//! A non-blocking Redis client driven by pawl's own [`Reactor`](crate::reactor::Reactor), as
 //! ReactPHP's async Redis client is driven by its loop.
 //!
 //! - [`RedisClient`]: commands with callbacks, pipelined on one connection,
@@ -24,8 +24,14 @@
 //!   a partial command, so these go back to the front of the queue and are
 //!   sent after reconnect, exactly once.
 //! - **Written, no reply yet**: Redis may or may not have executed them, so
-//!   they are *not* retried; their callbacks get [`RedisError::Disconnected`]
-//!   (or [`RedisError::Timeout`]) and the caller decides.
+//!   by default they are *not* retried; their callbacks get
+//!   [`RedisError::Disconnected`] (or [`RedisError::Timeout`]) and the caller
+//!   decides. With [`RedisConfig::retry_in_flight`] they are sent again
+//!   after reconnect instead (at-least-once, for idempotent commands).
+//!
+//! The client reads before it writes, so a connection Redis closed is
+//! noticed before new commands are written into it; only commands written
+//! in the instant between Redis dying and its FIN arriving are "in flight".
 //!
 //! Callbacks always run later on the loop, never inside the call that queued
 //! the command, so a caller may hold its own state borrowed while it calls
@@ -100,6 +106,13 @@ pub struct RedisConfig {
     /// in flight then fails with [`RedisError::Timeout`]). `None` disables
     /// it: do that for long blocking commands such as `BLPOP`. Default 10 s.
     pub command_timeout: Option<Duration>,
+    /// Whether commands written but not answered when the connection broke
+    /// are sent again after reconnect (at-least-once: such a command may run
+    /// twice) instead of failing with [`RedisError::Disconnected`]. Turn it
+    /// on when every command is idempotent (`SET`, `HSET`, `SADD`, `ZADD`
+    /// with unique members, `PUBLISH` of deduplicated messages...). It keeps
+    /// the bytes of unanswered commands in memory. Default false.
+    pub retry_in_flight: bool,
 }
 
 impl Default for RedisConfig {
@@ -111,6 +124,7 @@ impl Default for RedisConfig {
             overflow: OverflowPolicy::DropOldest,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Some(Duration::from_secs(10)),
+            retry_in_flight: false,
         }
     }
 }
@@ -144,6 +158,12 @@ impl RedisConfig {
     /// Sets `command_timeout` (`None` disables it).
     pub fn command_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.command_timeout = timeout;
+        self
+    }
+
+    /// Sets `retry_in_flight`.
+    pub fn retry_in_flight(mut self, retry: bool) -> Self {
+        self.retry_in_flight = retry;
         self
     }
 

@@ -15,6 +15,24 @@ use crate::reactor::Reactor;
 /// sent again after every reconnect; messages published while the
 /// connection was down are lost (Redis pub/sub keeps nothing), so use
 /// [`RedisSubscriber::on_connect`] to catch up from durable state.
+///
+/// # Examples
+///
+/// ```no_run
+/// use pawl::reactor::Reactor;
+/// use pawl::redis::{RedisClient, RedisConfig, RedisSubscriber};
+///
+/// let mut reactor = Reactor::new()?;
+/// let url = "redis://127.0.0.1:6379";
+/// let subscriber = RedisSubscriber::connect(&mut reactor, url, RedisConfig::default())?;
+/// subscriber.psubscribe(b"room:*", |_, channel, payload| {
+///     println!("{}: {}", channel.escape_ascii(), payload.escape_ascii());
+/// });
+/// let publisher = RedisClient::connect(&mut reactor, url, RedisConfig::default())?;
+/// publisher.send(&[b"PUBLISH", b"room:lobby", b"hello"]);
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct RedisSubscriber {
     conn: Rc<Conn>,
