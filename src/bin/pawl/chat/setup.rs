@@ -38,7 +38,12 @@ pub fn mount(
 ) -> pawl::Result<Mounted> {
     let redis = match &store.redis {
         Some(url) => {
-            let redis_config = RedisConfig::default().max_queued(store.redis_max_queued);
+            // Every chat write is idempotent (ZADD scored by id, HSET, SADD,
+            // SET of the sequence), so what was in flight when Redis went
+            // away may safely be written again.
+            let redis_config = RedisConfig::default()
+                .max_queued(store.redis_max_queued)
+                .retry_in_flight(true);
             let client = RedisClient::connect(reactor, url, redis_config)
                 .map_err(|e| pawl::Error::Config(format!("--redis {url}: {e}")))?;
             info!("chat backlog in redis at {url}");
