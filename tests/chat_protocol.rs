@@ -289,6 +289,19 @@ fn rooms_are_kept_apart() {
     let welcome = red2.join("kim");
     assert_eq!(texts(&welcome["backlog"]), ["red only"]);
     assert_eq!(names(&welcome["users"]), ["kim", "sam"]);
+
+    // A room visited without a word is forgotten, and works when visited
+    // again; one with members is kept.
+    pawl.client("ghost").close();
+    let mut ghost = pawl.client("ghost");
+    assert_eq!(
+        ghost.join("kim")["users"],
+        json!([{"name": "kim", "profile": {"color": "", "status": ""}}])
+    );
+    red.close();
+    red2.close();
+    let mut red3 = pawl.client("red");
+    assert_eq!(texts(&red3.join("lee")["backlog"]), ["red only"]);
 }
 
 #[test]

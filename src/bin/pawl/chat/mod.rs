@@ -76,6 +76,8 @@ struct RoomEntry {
     /// Waiting for the store: messages are held in `waiting`.
     loading: bool,
     waiting: Vec<(ConnId, String)>,
+    /// Open connections on the room, joined or not.
+    open: usize,
 }
 
 struct Session {
@@ -83,6 +85,8 @@ struct Session {
     /// Set by a successful join.
     name: Option<String>,
     limit: RateLimit,
+    /// Refused since the last message that passed; logged once per flood.
+    refused: u64,
 }
 
 impl std::fmt::Debug for Chat {
@@ -346,8 +350,12 @@ impl Component for Chat {
                     room: Room::new(self.config.backlog),
                     loading,
                     waiting: Vec::new(),
+                    open: 0,
                 },
             );
+        }
+        if let Some(entry) = self.rooms.get_mut(&room) {
+            entry.open += 1;
         }
         let limit = RateLimit::new(self.config.burst, Instant::now());
         self.sessions.insert(
@@ -356,6 +364,7 @@ impl Component for Chat {
                 room,
                 name: None,
                 limit,
+                refused: 0,
             },
         );
     }
@@ -368,8 +377,16 @@ impl Component for Chat {
             .limit
             .allow(self.config.rate, self.config.burst, Instant::now())
         {
-            warn!("{conn}: rate limited");
+            // One line per flood, not one per refused message.
+            if session.refused == 0 {
+                warn!("{conn}: over the rate limit; refusing until it slows down");
+            }
+            session.refused += 1;
             return error(ctx, conn, ErrorCode::RateLimited, "slow down");
+        }
+        if session.refused > 0 {
+            debug!("{conn}: {} messages were refused", session.refused);
+            session.refused = 0;
         }
         let Message::Text(text) = message else {
             return error(ctx, conn, ErrorCode::BadRequest, "send JSON text frames");
@@ -390,12 +407,20 @@ impl Component for Chat {
         let Some(session) = self.sessions.remove(&conn) else {
             return;
         };
-        let (Some(name), Some(entry)) = (session.name, self.rooms.get_mut(&session.room)) else {
+        let Some(entry) = self.rooms.get_mut(&session.room) else {
             return;
         };
-        if entry.room.leave(conn, &name) {
+        entry.open -= 1;
+        if let Some(name) = session.name
+            && entry.room.leave(conn, &name)
+        {
             let json = ServerMessage::Left { name: &name }.to_json();
             ctx.broadcast(entry.room.connections(), json.as_str());
+        }
+        // A room nobody ever spoke or joined in is forgotten when its last
+        // connection goes, so made-up room names cost nothing for long.
+        if entry.open == 0 && !entry.loading && entry.room.is_empty() {
+            self.rooms.remove(&session.room);
         }
     }
 }

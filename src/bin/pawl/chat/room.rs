@@ -211,6 +211,11 @@ impl<C: Ord + Copy> Room<C> {
         self.backlog.iter()
     }
 
+    /// True when nobody ever joined and nothing was said.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.last_id == 0
+    }
+
     /// The last id handed out.
     pub fn last_id(&self) -> u64 {
         self.last_id
