@@ -56,6 +56,8 @@ pub(crate) mod flag {
     pub(crate) const OPENED: u8 = 8;
     /// Listed in [`super::Net::doomed`]: it is dropped at the next settle.
     pub(crate) const DOOMED: u8 = 16;
+    /// Input arrived since the last sweep: keep buffers between messages.
+    pub(crate) const RECENT: u8 = 32;
 }
 
 /// One client connection. Kept small: an idle connection holds no buffer.
@@ -103,13 +105,18 @@ impl Connection {
 
     /// Gives back buffers an idle connection no longer needs: an idle
     /// connection should hold no memory of its own.
-    pub(crate) fn release_buffers(&mut self) {
+    /// Returns the bytes released.
+    pub(crate) fn release_buffers(&mut self) -> usize {
+        let mut released = 0;
         if self.out.is_empty() && self.out.capacity() > 0 {
+            released += self.out.capacity();
             self.out = Vec::new();
         }
         if self.input.is_empty() && self.input.capacity() > 0 {
+            released += self.input.capacity();
             self.input = Vec::new();
         }
+        released
     }
 
     /// Bytes queued and not yet written.
@@ -144,8 +151,10 @@ impl Connection {
             }
         }
         // Drained. A busy connection keeps its buffer (no allocation per
-        // message); the sweep releases it once the connection goes quiet.
-        if self.out.capacity() > RETAINED_BUFFER {
+        // message); the sweep releases it once the connection goes quiet. A
+        // quiet one (just upgraded, or only receiving broadcasts) frees it now,
+        // so thousands of idle connections leave no buffers behind.
+        if !self.has(flag::RECENT) || self.out.capacity() > RETAINED_BUFFER {
             self.out = Vec::new();
         } else {
             self.out.clear();

@@ -8,7 +8,11 @@ use clap::Parser;
 use log::LevelFilter;
 use pawl::{ServerConfig, TlsConfig, TrustedProxies};
 
-/// pawl: a single-threaded WebSocket server (RFC 6455) with /echo and /chat.
+use crate::chat::ChatConfig;
+use crate::chat::setup::StoreConfig;
+
+/// pawl: a single-threaded WebSocket server (RFC 6455) with a chat at / and /chat,
+/// the seed's broadcast chat at /broadcast, and /echo.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
@@ -79,6 +83,33 @@ pub struct Args {
     /// Unsent bytes above which a client that does not read is closed.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_backpressure: usize,
+
+    /// Keep the chat's backlog in Redis (e.g. redis://127.0.0.1:6379);
+    /// without it the backlog lives in memory only.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Redis writes kept while Redis is unreachable; past this the oldest
+    /// are dropped with a warning (the chat writes its rooms back from
+    /// memory when Redis returns all the same).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub redis_max_queued: usize,
+
+    /// Public messages the chat keeps per room (and DMs per user).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub backlog: usize,
+
+    /// Longest chat message text in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub max_text: usize,
+
+    /// Chat messages per second one connection may send on average.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 10.0)]
+    pub rate_limit: f64,
+
+    /// Chat messages one connection may send in a burst.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub rate_burst: u32,
 }
 
 impl Args {
@@ -97,6 +128,37 @@ impl Args {
             .trusted_proxies(self.trusted_proxies()?);
         config.validate()?;
         Ok(config)
+    }
+
+    /// The chat's limits the flags describe.
+    pub fn chat_config(&self) -> pawl::Result<ChatConfig> {
+        let bad = |what: &str| Err(pawl::Error::Config(what.to_owned()));
+        if self.backlog == 0 {
+            return bad("--backlog must be at least 1");
+        }
+        if self.max_text == 0 {
+            return bad("--max-text must be at least 1");
+        }
+        if !(self.rate_limit.is_finite() && self.rate_limit > 0.0) {
+            return bad("--rate-limit must be a positive number");
+        }
+        if self.rate_burst == 0 {
+            return bad("--rate-burst must be at least 1");
+        }
+        Ok(ChatConfig {
+            backlog: self.backlog,
+            max_text: self.max_text,
+            rate: self.rate_limit,
+            burst: self.rate_burst,
+        })
+    }
+
+    /// Where the chat keeps its backlog.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            redis: self.redis.clone(),
+            redis_max_queued: self.redis_max_queued,
+        }
     }
 
     /// `--bind` split into host and port (`[::1]:8080` works too).

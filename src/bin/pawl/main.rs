@@ -1,16 +1,22 @@
-//! The `pawl` server binary: `/echo` and `/chat` on 127.0.0.1:8080 by default.
+//! The `pawl` server binary on 127.0.0.1:8080 by default: the chat page at
+//! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast` and
+//! `/echo`.
 //!
 //! ```text
 //! cargo run --release -- --help
+//! cargo run --release -- --redis redis://127.0.0.1:6379
 //! ```
 
+mod broadcast;
+mod chat;
 mod cli;
 mod workers;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use log::error;
+use log::{error, info};
+use pawl::reactor::Reactor;
 
 use cli::Args;
 
@@ -48,8 +54,11 @@ fn supervise(args: &Args) -> pawl::Result<()> {
 
 fn run(args: &Args) -> pawl::Result<()> {
     let config = args.server_config()?;
+    let chat_config = args.chat_config()?;
     let (host, port) = args.host_port()?;
     let origins: Vec<&str> = args.origin.iter().map(String::as_str).collect();
+    let mut reactor = Reactor::new()?;
+    reactor.stop_on_signals()?;
     let mut app = workers::app(&host, port)?;
     app.config(config);
     if let Some(tls) = args.tls_config()? {
@@ -57,35 +66,18 @@ fn run(args: &Args) -> pawl::Result<()> {
     }
     app.http("/health", workers::health);
     app.route("/echo", pawl::EchoServer, &origins);
-    app.route("/chat", broadcast::Broadcast::default(), &origins);
     app.route("/broadcast", broadcast::Broadcast::default(), &origins);
-    app.run()
-}
-
-mod broadcast {
-    //! The seed's `MyChat`: every message goes to every client, the sender too.
-
-    use std::collections::BTreeSet;
-
-    use pawl::{CloseReason, Component, ConnId, Context, Message};
-
-    /// Ratchet's chat example.
-    #[derive(Debug, Default)]
-    pub struct Broadcast {
-        clients: BTreeSet<ConnId>,
-    }
-
-    impl Component for Broadcast {
-        fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-            self.clients.insert(conn);
-        }
-
-        fn on_message(&mut self, ctx: &mut Context<'_>, _: ConnId, message: Message<'_>) {
-            ctx.broadcast(self.clients.iter().copied(), message);
-        }
-
-        fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-            self.clients.remove(&conn);
-        }
-    }
+    let chat = chat::setup::mount(
+        &mut app,
+        &mut reactor,
+        chat_config,
+        &args.store_config(),
+        &origins,
+    )?;
+    let server = app.listen(&mut reactor)?;
+    chat.attach(&server);
+    reactor.run()?;
+    server.close_all_now(&mut reactor)?;
+    info!("pawl stopped");
+    Ok(())
 }

@@ -1,0 +1,305 @@
+//! One room's state: its members (with their tokens, profiles and open
+//! connections), the public backlog, each member's direct messages, and the
+//! id sequence. Pure data: no sockets, no store; the component sends.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use super::protocol::{ChatMessage, DirectMessage, ErrorCode, Profile, User};
+
+/// Someone who joined the room at least once.
+#[derive(Debug, Clone)]
+pub struct Member<C = pawl::ConnId> {
+    /// Name and profile.
+    pub user: User,
+    /// The secret that proves the name.
+    pub token: String,
+    /// Open connections (tabs); online while not empty.
+    pub conns: BTreeSet<C>,
+    /// The last direct messages to or from this member, oldest first.
+    pub dms: VecDeque<DirectMessage>,
+}
+
+impl<C> Member<C> {
+    /// True while any connection is open.
+    pub fn online(&self) -> bool {
+        !self.conns.is_empty()
+    }
+}
+
+/// What a store loaded for a room, merged with [`Room::merge`].
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Public messages, any order, maybe with duplicates.
+    pub messages: Vec<ChatMessage>,
+    /// Members: name, token, profile.
+    pub members: Vec<(String, String, Profile)>,
+    /// Direct messages by owner name.
+    pub dms: Vec<(String, DirectMessage)>,
+    /// The last id handed out, if the store kept it.
+    pub last_id: u64,
+}
+
+/// A room.
+#[derive(Debug)]
+pub struct Room<C = pawl::ConnId> {
+    last_id: u64,
+    backlog: VecDeque<ChatMessage>,
+    members: HashMap<String, Member<C>>,
+    keep: usize,
+}
+
+impl<C: Ord + Copy> Room<C> {
+    /// An empty room keeping the last `keep` public messages and `keep`
+    /// direct messages per member.
+    pub fn new(keep: usize) -> Room<C> {
+        Room {
+            last_id: 0,
+            backlog: VecDeque::new(),
+            members: HashMap::new(),
+            keep,
+        }
+    }
+
+    /// Takes `name` for a connection: a new name gets `new_token`, a known
+    /// one needs its token. Returns the member and whether it just came
+    /// online (its first connection).
+    pub fn join(
+        &mut self,
+        conn: C,
+        name: &str,
+        token: Option<&str>,
+        new_token: impl FnOnce() -> String,
+    ) -> Result<(&mut Member<C>, bool), ErrorCode> {
+        if let Some(member) = self.members.get(name)
+            && token != Some(member.token.as_str())
+        {
+            return Err(ErrorCode::NameTaken);
+        }
+        let member = self
+            .members
+            .entry(name.to_owned())
+            .or_insert_with(|| Member {
+                user: User {
+                    name: name.to_owned(),
+                    profile: Profile::default(),
+                },
+                token: new_token(),
+                conns: BTreeSet::new(),
+                dms: VecDeque::new(),
+            });
+        let came_online = !member.online();
+        member.conns.insert(conn);
+        Ok((member, came_online))
+    }
+
+    /// Drops a connection; true if that took its member offline.
+    pub fn leave(&mut self, conn: C, name: &str) -> bool {
+        self.members
+            .get_mut(name)
+            .is_some_and(|m| m.conns.remove(&conn) && !m.online())
+    }
+
+    /// A member by name.
+    pub fn member(&self, name: &str) -> Option<&Member<C>> {
+        self.members.get(name)
+    }
+
+    /// A member by name, to change.
+    pub fn member_mut(&mut self, name: &str) -> Option<&mut Member<C>> {
+        self.members.get_mut(name)
+    }
+
+    /// Everyone online, by name.
+    pub fn online_users(&self) -> Vec<&User> {
+        let mut users: Vec<&User> = self
+            .members
+            .values()
+            .filter(|m| m.online())
+            .map(|m| &m.user)
+            .collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        users
+    }
+
+    /// Every open connection of every member.
+    pub fn connections(&self) -> impl Iterator<Item = C> + '_ {
+        self.members.values().flat_map(|m| m.conns.iter().copied())
+    }
+
+    /// The next id of the room's sequence.
+    pub fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    /// Appends a public message, dropping the oldest past the limit.
+    pub fn push_message(&mut self, message: ChatMessage) {
+        push_bounded(&mut self.backlog, message, self.keep);
+    }
+
+    /// Files a direct message with both parties (once for a note to self).
+    pub fn push_dm(&mut self, dm: &DirectMessage) {
+        for name in [&dm.from, &dm.to] {
+            if let Some(member) = self.members.get_mut(name.as_str()) {
+                if member.dms.back().is_some_and(|last| last.id == dm.id) {
+                    continue;
+                }
+                push_bounded(&mut member.dms, dm.clone(), self.keep);
+            }
+        }
+    }
+
+    /// Public messages with an id above `since` (all kept ones for `None`).
+    pub fn backlog_since(&self, since: Option<u64>) -> Vec<&ChatMessage> {
+        let since = since.unwrap_or(0);
+        self.backlog.iter().filter(|m| m.id > since).collect()
+    }
+
+    /// Up to `limit` public messages with an id below `before`, oldest first.
+    pub fn history(&self, before: u64, limit: usize) -> Vec<&ChatMessage> {
+        let older = self.backlog.iter().filter(|m| m.id < before).count();
+        self.backlog
+            .iter()
+            .take(older)
+            .skip(older.saturating_sub(limit))
+            .collect()
+    }
+
+    /// Adds what a store loaded to what the room has in memory: the union by
+    /// id, the newest kept. Memory wins for members it already knows.
+    pub fn merge(&mut self, loaded: Loaded) {
+        self.last_id = self.last_id.max(loaded.last_id);
+        for (name, token, profile) in loaded.members {
+            self.members.entry(name.clone()).or_insert_with(|| Member {
+                user: User { name, profile },
+                token,
+                conns: BTreeSet::new(),
+                dms: VecDeque::new(),
+            });
+        }
+        let mut messages: Vec<ChatMessage> = self.backlog.drain(..).collect();
+        messages.extend(loaded.messages);
+        messages.sort_by_key(|m| m.id);
+        messages.dedup_by_key(|m| m.id);
+        self.last_id = self.last_id.max(messages.last().map_or(0, |m| m.id));
+        let skip = messages.len().saturating_sub(self.keep);
+        self.backlog = messages.into_iter().skip(skip).collect();
+        let mut by_owner: HashMap<String, Vec<DirectMessage>> = HashMap::new();
+        for (owner, dm) in loaded.dms {
+            by_owner.entry(owner).or_default().push(dm);
+        }
+        for (owner, mut dms) in by_owner {
+            let Some(member) = self.members.get_mut(&owner) else {
+                continue;
+            };
+            dms.extend(member.dms.drain(..));
+            dms.sort_by_key(|d| d.id);
+            dms.dedup_by_key(|d| d.id);
+            self.last_id = self.last_id.max(dms.last().map_or(0, |d| d.id));
+            let skip = dms.len().saturating_sub(self.keep);
+            member.dms = dms.into_iter().skip(skip).collect();
+        }
+    }
+
+    /// Every member, for writing the whole room back to a store.
+    pub fn members(&self) -> impl Iterator<Item = &Member<C>> {
+        self.members.values()
+    }
+
+    /// The public backlog, oldest first.
+    pub fn backlog(&self) -> impl Iterator<Item = &ChatMessage> {
+        self.backlog.iter()
+    }
+
+    /// True when nobody ever joined and nothing was said.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.last_id == 0
+    }
+
+    /// The last id handed out.
+    pub fn last_id(&self) -> u64 {
+        self.last_id
+    }
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, keep: usize) {
+    queue.push_back(item);
+    while queue.len() > keep {
+        queue.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(n: u32) -> u32 {
+        n
+    }
+
+    fn msg(id: u64) -> ChatMessage {
+        ChatMessage {
+            id,
+            from: "a".into(),
+            text: format!("m{id}"),
+            ts: 0,
+        }
+    }
+
+    #[test]
+    fn names_need_their_token() {
+        let mut room: Room<u32> = Room::new(10);
+        let (alice, first) = room
+            .join(conn(0), "alice", None, || "t1".into())
+            .expect("new");
+        assert_eq!((alice.token.as_str(), first), ("t1", true));
+        assert_eq!(
+            room.join(conn(1), "alice", None, || "t2".into()).err(),
+            Some(ErrorCode::NameTaken)
+        );
+        assert_eq!(
+            room.join(conn(1), "alice", Some("nope"), || "t2".into())
+                .err(),
+            Some(ErrorCode::NameTaken)
+        );
+        let (_, first) = room
+            .join(conn(1), "alice", Some("t1"), || "t2".into())
+            .expect("reclaimed");
+        assert!(!first, "a second tab does not come online again");
+        assert!(!room.leave(conn(0), "alice"));
+        assert!(room.leave(conn(1), "alice"));
+        assert!(room.online_users().is_empty());
+    }
+
+    #[test]
+    fn backlog_is_bounded_and_pages() {
+        let mut room: Room<u32> = Room::new(5);
+        for _ in 0..8 {
+            let id = room.next_id();
+            room.push_message(msg(id));
+        }
+        let ids = |v: Vec<&ChatMessage>| v.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(room.backlog_since(None)), [4, 5, 6, 7, 8]);
+        assert_eq!(ids(room.backlog_since(Some(6))), [7, 8]);
+        assert_eq!(ids(room.history(7, 2)), [5, 6]);
+        assert_eq!(ids(room.history(5, 50)), [4]);
+        assert_eq!(ids(room.history(4, 50)), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn merge_is_a_union_by_id() {
+        let mut room: Room<u32> = Room::new(4);
+        let id = room.next_id();
+        room.push_message(msg(id));
+        room.merge(Loaded {
+            messages: vec![msg(1), msg(2), msg(3), msg(2)],
+            members: vec![("bob".into(), "tb".into(), Profile::default())],
+            dms: Vec::new(),
+            last_id: 3,
+        });
+        let ids: Vec<u64> = room.backlog().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(room.next_id(), 4);
+        assert_eq!(room.member("bob").map(|m| m.token.as_str()), Some("tb"));
+    }
+}

@@ -1,0 +1,143 @@
+//! A real `redis-server` for tests: started on a free port in a fresh
+//! folder, without persistence, killed on drop; and a tiny blocking RESP
+//! client to look inside it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::TIMEOUT;
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// A running redis-server.
+pub struct Redis {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    /// Starts redis-server on a free port and waits until it answers PING.
+    #[track_caller]
+    pub fn start() -> Redis {
+        assert!(
+            Path::new(REDIS_SERVER).exists(),
+            "{REDIS_SERVER} is missing: install Debian's redis-server (.ci/run does)"
+        );
+        let port = {
+            // The kernel picks a free port; it is free again once dropped.
+            let probe = TcpListener::bind("127.0.0.1:0").expect("probe port");
+            probe.local_addr().expect("addr").port()
+        };
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("chat-redis-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// The URL pawl connects to.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it with SIGKILL: no persistence, so it comes back empty.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and waits for PING.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(reply) = self.try_command(&["PING"])
+                && reply == "+PONG"
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            // Waiting for a process to come up: there is nothing to block on.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a command; returns the first line of the reply (`:3`, `+OK`,
+    /// `$5`...), enough to read counts.
+    #[track_caller]
+    pub fn command(&self, args: &[&str]) -> String {
+        self.try_command(args).expect("redis command")
+    }
+
+    /// An integer reply.
+    #[track_caller]
+    pub fn int(&self, args: &[&str]) -> i64 {
+        let reply = self.command(args);
+        reply
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: not an integer reply: {reply}"))
+    }
+
+    /// Waits until `ZCARD key` reaches `count`.
+    #[track_caller]
+    pub fn wait_zcard(&self, key: &str, count: i64) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let got = self.int(&["ZCARD", key]);
+            if got == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} has {got} entries in redis, expected {count}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(out.as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        Ok(line.trim_end().to_owned())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
