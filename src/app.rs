@@ -119,7 +119,12 @@ impl App {
             }
         };
         let routes = self.router.describe();
-        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        // Tests and scripts parse `listening on ADDR:` from this line.
+        let over_tls = if self.tls.is_some() {
+            " (over TLS)"
+        } else {
+            ""
+        };
         if !self.config.trusted_proxies.is_empty() {
             info!(
                 "X-Forwarded-For believed from {}",
@@ -136,7 +141,7 @@ impl App {
             tls,
         )?;
         info!(
-            "pawl listening on {scheme}://{}: {routes}",
+            "pawl listening on {}: {routes}{over_tls}",
             server.local_addr()
         );
         Ok(server)

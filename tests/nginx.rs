@@ -366,9 +366,9 @@ impl PawlProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             lines,
         };
-        let line = pawl.expect_line(|l| l.contains("listening on ws://"));
+        let line = pawl.expect_line(|l| l.contains("pawl listening on "));
         let addr = line
-            .split("listening on ws://")
+            .split("pawl listening on ")
             .nth(1)
             .and_then(|rest| {
                 rest.split(':')

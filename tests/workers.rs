@@ -65,7 +65,7 @@ impl Supervisor {
             .and_then(|a| a.trim().parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         for _ in 0..workers {
-            supervisor.expect_line(|l| l.contains("pawl listening on ws://"));
+            supervisor.expect_line(|l| l.contains("pawl listening on "));
         }
         supervisor
     }
