@@ -162,6 +162,9 @@ pub enum Seen {
 
 /// A component that echoes (when asked to) and reports every callback on a
 /// channel, so the test thread can assert on what the server saw.
+///
+/// The text message `close CODE REASON` makes it close that connection
+/// with `CODE` and `REASON` instead of echoing.
 pub struct Recorder {
     events: Sender<Seen>,
     echo: bool,
@@ -180,7 +183,14 @@ impl Component for Recorder {
         let _ = self.events.send(Seen::Open(conn));
     }
     fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
-        if self.echo {
+        if let Message::Text(command) = message {
+            if let Some(args) = command.strip_prefix("close ") {
+                let (code, reason) = args.split_once(' ').unwrap_or((args, ""));
+                ctx.close(conn, code.parse().expect("close code"), reason);
+            } else if self.echo {
+                let _ = ctx.send(conn, message);
+            }
+        } else if self.echo {
             let _ = ctx.send(conn, message);
         }
         let _ = self.events.send(Seen::Message(conn, message.to_owned()));
