@@ -4,7 +4,7 @@
 mod util;
 
 use pawl::{CloseReason, Limit, ServerConfig};
-use util::{Raw, Recorder, Seen, TestServer, app, close_code_of, client_frame, server_frame};
+use util::{Raw, Recorder, Seen, TestServer, app, client_frame, close_code_of, server_frame};
 
 fn server() -> (TestServer, util::Events) {
     let (recorder, events) = Recorder::new(true);
@@ -54,7 +54,11 @@ fn peer_close_without_a_code_is_1005() {
     let id = events.opened();
     raw.send(&client_frame(true, 0x8, b""));
     let frames = frames_until_end(&mut raw);
-    assert_eq!(frames, vec![(8, Vec::new())], "answered with an empty close");
+    assert_eq!(
+        frames,
+        vec![(8, Vec::new())],
+        "answered with an empty close"
+    );
     assert_eq!(
         events.closed(id),
         CloseReason::Peer {

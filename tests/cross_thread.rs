@@ -101,7 +101,11 @@ fn reactor_handle_schedules_on_the_loop_thread() {
     let mut last = [None; 4];
     for _ in 0..200 {
         let (t, i, name) = rx.recv_timeout(TIMEOUT).expect("every task runs");
-        assert_eq!(name.as_deref(), Some("pawl-reactor"), "ran off the loop thread");
+        assert_eq!(
+            name.as_deref(),
+            Some("pawl-reactor"),
+            "ran off the loop thread"
+        );
         // Each producer's tasks run in the order it queued them.
         assert!(last[t].is_none_or(|prev| prev < i), "out of order");
         last[t] = Some(i);

@@ -101,7 +101,10 @@ fn backpressure_then_drain_delivers_everything_in_order() {
                 assert_eq!(chunk.len(), CHUNK);
                 let seq = u32::from_be_bytes(chunk[..4].try_into().expect("4 bytes"));
                 assert_eq!(seq, i, "chunks out of order");
-                assert!(chunk[4..].iter().all(|&b| b == (i % 251) as u8), "chunk {i} corrupted");
+                assert!(
+                    chunk[4..].iter().all(|&b| b == (i % 251) as u8),
+                    "chunk {i} corrupted"
+                );
             }
             other => panic!("expected chunk {i}, got {other:?}"),
         }
@@ -110,7 +113,10 @@ fn backpressure_then_drain_delivers_everything_in_order() {
 
     // Every pause was followed by exactly one drain at the same point.
     let seen: Vec<Report> = reports.try_iter().collect();
-    let pauses = seen.iter().filter(|r| matches!(r, Report::Paused(_))).count();
+    let pauses = seen
+        .iter()
+        .filter(|r| matches!(r, Report::Paused(_)))
+        .count();
     assert!(pauses >= 1, "no send reported backpressure: {seen:?}");
     for pair in seen.chunks(2) {
         match pair {

@@ -86,7 +86,11 @@ fn fragmented_messages_are_assembled() {
         let opcode = if i == 0 { Data::Binary } else { Data::Continue };
         client.send_frame(Frame::message(chunk.to_vec(), OpCode::Data(opcode), false));
     }
-    client.send_frame(Frame::message(Vec::new(), OpCode::Data(Data::Continue), true));
+    client.send_frame(Frame::message(
+        Vec::new(),
+        OpCode::Data(Data::Continue),
+        true,
+    ));
     client.expect_binary(&payload);
 }
 

@@ -136,7 +136,10 @@ fn clients_that_never_read_are_closed_and_memory_stays_bounded() {
             Some(&CloseReason::Limit(Limit::Backpressure)),
             "{id} must be closed for backpressure"
         );
-        assert!(dropped.get(id).is_some_and(|&n| n >= 1), "{id}: no send reported Dropped");
+        assert!(
+            dropped.get(id).is_some_and(|&n| n >= 1),
+            "{id}: no send reported Dropped"
+        );
     }
     // Attempted: CLIENTS * 64 MiB = 256 MiB. Held at most per client: the
     // limit plus the chunk that crossed it, doubled for Vec growth (24 MiB

@@ -51,7 +51,10 @@ fn a_request_dripped_byte_by_byte_is_dropped() {
             dropped = true;
             break;
         }
-        assert!(Instant::now() < deadline, "still connected after {TIMEOUT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "still connected after {TIMEOUT:?}"
+        );
         // Pace the drip so the whole request would take ~5 s.
         std::thread::sleep(Duration::from_millis(40));
         if peer_closed(&slow) {

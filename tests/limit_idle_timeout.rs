@@ -39,7 +39,10 @@ fn a_client_that_answers_pings_stays_open() {
     client.send_text("alive");
     client.expect_text("alive");
     assert!(
-        !events.rx.try_iter().any(|seen| matches!(seen, util::Seen::Close(c, _) if c == id)),
+        !events
+            .rx
+            .try_iter()
+            .any(|seen| matches!(seen, util::Seen::Close(c, _) if c == id)),
         "the answering client was closed"
     );
 }
@@ -56,7 +59,11 @@ fn a_silent_client_gets_a_ping_then_1001() {
         frames.push((opcode, payload));
         rest = &rest[used..];
     }
-    assert_eq!(frames.first().map(|f| f.0), Some(9), "a ping first: {frames:?}");
+    assert_eq!(
+        frames.first().map(|f| f.0),
+        Some(9),
+        "a ping first: {frames:?}"
+    );
     let (opcode, payload) = frames.last().expect("frames");
     assert_eq!(*opcode, 8, "a close frame last: {frames:?}");
     assert_eq!(close_code_of(payload), 1001);

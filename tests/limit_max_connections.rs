@@ -21,7 +21,8 @@ fn connections_over_the_limit_are_refused_at_once() {
     for _ in 0..3 {
         let mut over = Raw::connect(server.addr);
         // The write may already fail if the server closed first.
-        let _ = std::io::Write::write_all(&mut over.stream, upgrade_request("/echo", &[]).as_bytes());
+        let _ =
+            std::io::Write::write_all(&mut over.stream, upgrade_request("/echo", &[]).as_bytes());
         let answer = over.read_to_end();
         assert!(answer.is_empty(), "a refused connection got {answer:?}");
     }

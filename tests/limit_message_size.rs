@@ -47,10 +47,7 @@ fn oversized_frame_is_closed_with_1009() {
         _ => None,
     });
     assert!(error.contains("too big"), "on_error: {error}");
-    assert_eq!(
-        events.closed(id),
-        CloseReason::Limit(Limit::MessageTooBig)
-    );
+    assert_eq!(events.closed(id), CloseReason::Limit(Limit::MessageTooBig));
     assert_eq!(CloseReason::Limit(Limit::MessageTooBig).code(), 1009);
 }
 
@@ -67,13 +64,13 @@ fn oversized_fragmented_message_is_closed_with_1009() {
         client.send_frame(Frame::message(chunk.clone(), OpCode::Data(opcode), i == 4));
     }
     client.expect_close(1009);
-    assert_eq!(
-        events.closed(id),
-        CloseReason::Limit(Limit::MessageTooBig)
-    );
+    assert_eq!(events.closed(id), CloseReason::Limit(Limit::MessageTooBig));
     // Nothing of it reached the component.
     assert!(
-        !events.rx.try_iter().any(|seen| matches!(seen, Seen::Message(..))),
+        !events
+            .rx
+            .try_iter()
+            .any(|seen| matches!(seen, Seen::Message(..))),
         "an oversized message was delivered"
     );
 }
@@ -93,8 +90,5 @@ fn huge_announced_length_is_refused_from_the_header() {
     let (opcode, payload, _) = util::server_frame(&bytes).expect("a close frame");
     assert_eq!(opcode, 8, "close opcode");
     assert_eq!(util::close_code_of(&payload), 1009);
-    assert_eq!(
-        events.closed(id),
-        CloseReason::Limit(Limit::MessageTooBig)
-    );
+    assert_eq!(events.closed(id), CloseReason::Limit(Limit::MessageTooBig));
 }

@@ -9,7 +9,11 @@ use util::{Client, Raw, TestServer, app, upgrade_request};
 fn server() -> TestServer {
     TestServer::start(|| {
         let mut app = app();
-        app.route("/strict", EchoServer, &["https://good.example", "friend.example"]);
+        app.route(
+            "/strict",
+            EchoServer,
+            &["https://good.example", "friend.example"],
+        );
         app.route("/open", EchoServer, &["*"]);
         app
     })
@@ -41,7 +45,11 @@ fn refused_origin_gets_403_and_no_upgrade() {
 #[test]
 fn refused_origin_fails_a_real_client() {
     let server = server();
-    let result = Client::try_connect(server.addr, "/strict", &[("Origin", "https://evil.example")]);
+    let result = Client::try_connect(
+        server.addr,
+        "/strict",
+        &[("Origin", "https://evil.example")],
+    );
     match result {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
         Err(e) => panic!("expected HTTP 403, got {e}"),

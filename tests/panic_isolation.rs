@@ -44,7 +44,9 @@ fn a_panicking_callback_closes_only_its_connection() {
     victim.send_text("panic");
     victim.expect_close(1011);
 
-    let (id, reason) = closes.recv_timeout(TIMEOUT).expect("on_close for the victim");
+    let (id, reason) = closes
+        .recv_timeout(TIMEOUT)
+        .expect("on_close for the victim");
     assert_eq!(format!("id {}", id.resource_id()), victim_id);
     assert_eq!(reason, CloseReason::Panic);
 

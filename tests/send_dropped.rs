@@ -40,7 +40,10 @@ fn send_to_a_closed_connection_is_dropped() {
     client.close(1000, "");
     client.expect_closed_after(1000);
     events.closed(id);
-    assert_eq!(send_on_loop(&server, id, "closed"), (SendStatus::Dropped, false));
+    assert_eq!(
+        send_on_loop(&server, id, "closed"),
+        (SendStatus::Dropped, false)
+    );
 }
 
 #[test]
@@ -51,7 +54,10 @@ fn send_while_the_server_awaits_the_close_reply_is_dropped() {
     // The server sends its close; the client does not answer yet.
     client.send_text("close 1000 going");
     client.expect_close(1000);
-    assert_eq!(send_on_loop(&server, id, "late"), (SendStatus::Dropped, false));
+    assert_eq!(
+        send_on_loop(&server, id, "late"),
+        (SendStatus::Dropped, false)
+    );
     // Nothing but the end follows the close frame.
     client.expect_end();
 }

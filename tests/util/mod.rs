@@ -71,9 +71,7 @@ impl TestServer {
                 );
                 tx.send(handles).expect("test thread waits");
                 reactor.run().expect("reactor run");
-                server
-                    .close_all_now(&mut reactor)
-                    .expect("close after run");
+                server.close_all_now(&mut reactor).expect("close after run");
             })
             .expect("spawn reactor thread");
         let (addr, reactor, server) = rx
@@ -410,7 +408,11 @@ impl Client {
                 assert_eq!(bytes.len(), want.len(), "binary message length");
                 assert!(bytes == want, "binary message content differs");
             }
-            other => panic!("expected {} binary bytes, got {:?}", want.len(), brief(&other)),
+            other => panic!(
+                "expected {} binary bytes, got {:?}",
+                want.len(),
+                brief(&other)
+            ),
         }
     }
 
@@ -616,7 +618,11 @@ pub fn server_frame(bytes: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     if bytes.len() < start + len {
         return None;
     }
-    Some((bytes[0] & 0x0f, bytes[start..start + len].to_vec(), start + len))
+    Some((
+        bytes[0] & 0x0f,
+        bytes[start..start + len].to_vec(),
+        start + len,
+    ))
 }
 
 /// The close code in a close frame's payload (1005 when it has none).
