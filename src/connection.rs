@@ -244,11 +244,11 @@ impl Net {
 
     /// Lists the connection for the end-of-turn flush.
     pub(crate) fn mark_dirty(&mut self, key: u32) {
-        if let Some(conn) = self.conns.get_mut(key as usize) {
-            if !conn.has(flag::DIRTY) {
-                conn.flags |= flag::DIRTY;
-                self.dirty.push(key);
-            }
+        if let Some(conn) = self.conns.get_mut(key as usize)
+            && !conn.has(flag::DIRTY)
+        {
+            conn.flags |= flag::DIRTY;
+            self.dirty.push(key);
         }
     }
 
@@ -448,12 +448,12 @@ impl Net {
 
     /// Marks the connection to be dropped at the next settle, recording why.
     pub(crate) fn doom(&mut self, key: u32, reason: CloseReason) {
-        if let Some(conn) = self.conns.get_mut(key as usize) {
-            if !conn.has(flag::DOOMED) {
-                conn.flags |= flag::DOOMED;
-                conn.reason.get_or_insert_with(|| Box::new(reason));
-                self.doomed.push(key);
-            }
+        if let Some(conn) = self.conns.get_mut(key as usize)
+            && !conn.has(flag::DOOMED)
+        {
+            conn.flags |= flag::DOOMED;
+            conn.reason.get_or_insert_with(|| Box::new(reason));
+            self.doomed.push(key);
         }
     }
 
@@ -487,5 +487,18 @@ impl Net {
                 self.doom(key, CloseReason::Io(e.kind()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        // The per-connection figure the README promises rests on this.
+        let size = std::mem::size_of::<Connection>();
+        println!("Connection: {size} bytes");
+        assert!(size <= 160, "{size}");
     }
 }

@@ -74,9 +74,10 @@ pub(crate) fn respond(
         }
         Some(Target::WebSocket { component, origins }) => (*component, origins),
     };
-    let wants_upgrade = http_request
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    let wants_upgrade = request
+        .headers()
+        .get("upgrade")
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if !wants_upgrade {
         let mut response = HttpResponse::text(
             426,

@@ -6,38 +6,62 @@ use std::fmt::Write as _;
 
 /// The HTTP request a WebSocket connection was upgraded from (Ratchet's
 /// `$conn->httpRequest`), or a request to a plain HTTP route.
+///
+/// Every connection keeps one, so it is stored compactly: one allocation
+/// holding the target and the headers. The upgrade mechanics
+/// (`Upgrade`, `Connection`, `Sec-WebSocket-Key`, `-Version`, `-Extensions`)
+/// are not kept: they are spent once the connection is open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
-    /// Path and query as sent: `/chat?room=lobby`.
-    target: Box<str>,
-    /// Where the path ends in `target`.
+    /// `target` then `\nname:value` per header, names lowercased. Header
+    /// values cannot contain a newline (the parser rejects them).
+    text: Box<str>,
+    /// Where the path ends in `text`.
     path_len: u32,
-    /// Header names (lowercased) and values, in order.
-    headers: Box<[(Box<str>, Box<str>)]>,
+    /// Where the target (path and query) ends in `text`.
+    target_len: u32,
 }
+
+/// Headers that only serve the upgrade itself.
+const SPENT_HEADERS: [&str; 5] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+];
 
 impl HttpRequest {
     /// Builds a request from its target (`/path?query`) and headers.
     pub fn new(target: &str, headers: impl IntoIterator<Item = (String, String)>) -> HttpRequest {
-        let path_len = target.find('?').unwrap_or(target.len()) as u32;
+        let target = target.replace('\n', "");
+        let mut text = target.clone();
+        for (name, value) in headers {
+            let name = name.to_ascii_lowercase();
+            if SPENT_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            text.push('\n');
+            text.push_str(&name);
+            text.push(':');
+            text.push_str(value.trim().trim_matches('\n'));
+        }
         HttpRequest {
-            target: target.into(),
-            path_len,
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase().into_boxed_str(), v.into_boxed_str()))
-                .collect(),
+            path_len: target.find('?').unwrap_or(target.len()) as u32,
+            target_len: target.len() as u32,
+            text: text.into_boxed_str(),
         }
     }
 
     /// The path, without the query: `/chat`.
     pub fn path(&self) -> &str {
-        &self.target[..self.path_len as usize]
+        &self.text[..self.path_len as usize]
     }
 
     /// The query string without `?`, if there is one: `room=lobby`.
     pub fn query(&self) -> Option<&str> {
-        self.target.get(self.path_len as usize + 1..)
+        self.text
+            .get(self.path_len as usize + 1..self.target_len as usize)
     }
 
     /// The first value of a query parameter, percent-decoded (`+` is a space).
@@ -50,15 +74,17 @@ impl HttpRequest {
 
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &**v)
+            .map(|(_, v)| v)
     }
 
-    /// Every header as (lowercased name, value), in order.
+    /// Every kept header as (lowercased name, value), in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(k, v)| (&**k, &**v))
+        self.text[self.target_len as usize..]
+            .split('\n')
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
     }
 }
 
@@ -181,8 +207,23 @@ mod tests {
         assert_eq!(req.query_param("flag").as_deref(), Some(""));
         assert_eq!(req.query_param("nope"), None);
         assert_eq!(req.header("ORIGIN"), Some("http://a"));
+        assert_eq!(req.headers().collect::<Vec<_>>(), [("origin", "http://a")]);
         let bare = HttpRequest::new("/echo", Vec::new());
         assert_eq!((bare.path(), bare.query()), ("/echo", None));
+    }
+
+    #[test]
+    fn upgrade_mechanics_are_not_kept() {
+        let req = HttpRequest::new(
+            "/echo",
+            vec![
+                ("Upgrade".into(), "websocket".into()),
+                ("Sec-WebSocket-Key".into(), "abc".into()),
+                ("Cookie".into(), "a=b:c".into()),
+            ],
+        );
+        assert_eq!(req.headers().collect::<Vec<_>>(), [("cookie", "a=b:c")]);
+        assert_eq!(req.header("upgrade"), None);
     }
 
     #[test]

@@ -89,8 +89,13 @@ impl ServerCore {
                 None => PostAction::Remove,
             });
             let service = reactor.add_service(this.clone() as Weak<dyn Any>);
+            let mut net = Net::new(config, handler, this.clone(), service);
+            // Reserve the table for every connection the config allows: the
+            // untouched part costs address space, not memory, and the table
+            // never doubles (which would leave half of it resident and idle).
+            net.conns.reserve(net.config.max_connections.min(1 << 20));
             RefCell::new(ServerCore {
-                net: Net::new(config, handler, this.clone(), service),
+                net,
                 components,
                 router,
                 read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
@@ -178,12 +183,12 @@ impl ServerCore {
         if self.reserve_fd.take().is_none() {
             return false;
         }
-        if let Some(listener) = &self.listener {
-            if let Ok((stream, peer)) = listener.accept() {
-                self.refused += 1;
-                warn!("out of file descriptors: refused {peer}");
-                drop(stream);
-            }
+        if let Some(listener) = &self.listener
+            && let Ok((stream, peer)) = listener.accept()
+        {
+            self.refused += 1;
+            warn!("out of file descriptors: refused {peer}");
+            drop(stream);
         }
         self.reserve_fd = File::open("/dev/null").ok();
         self.reserve_fd.is_some()
@@ -303,6 +308,10 @@ impl ServerCore {
                 request,
             } => {
                 conn.input.drain(..consumed);
+                if conn.input.is_empty() {
+                    // The request is spent; an idle connection keeps no buffer.
+                    conn.input = Vec::new();
+                }
                 conn.phase = Phase::Open;
                 conn.component = component as u32;
                 conn.since = self.net.now;

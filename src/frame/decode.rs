@@ -48,15 +48,17 @@ const fn violation(code: u16, reason: &'static str) -> Violation {
 }
 
 /// Size limits the decoder enforces, from tungstenite's `WebSocketConfig`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) max_frame: usize,
-    pub(crate) max_message: usize,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame payload, in bytes.
+    pub max_frame: usize,
+    /// Largest message (all fragments together), in bytes.
+    pub max_message: usize,
 }
 
 /// One decoded unit of input.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Incoming<'a> {
+pub enum Incoming<'a> {
     /// A whole text message, already checked to be UTF-8.
     Text(&'a str),
     /// A whole binary message.
@@ -83,8 +85,21 @@ struct Partial {
 
 /// Per-connection decoder state: empty (no allocation) unless a fragmented
 /// message is in flight.
+///
+/// ```
+/// use pawl::frame::{Decoder, Incoming, Limits};
+///
+/// // A masked client text frame "Hi" (mask 1, 2, 3, 4).
+/// let mut bytes = vec![0x81, 0x82, 1, 2, 3, 4, b'H' ^ 1, b'i' ^ 2];
+/// let limits = Limits { max_frame: 1 << 20, max_message: 1 << 20 };
+/// let mut decoder = Decoder::default();
+/// let mut pos = 0;
+/// let unit = decoder.decode(&mut bytes, &mut pos, limits);
+/// assert_eq!(unit, Ok(Some(Incoming::Text("Hi"))));
+/// assert_eq!(pos, 8);
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct Decoder {
+pub struct Decoder {
     partial: Option<Box<Partial>>,
 }
 
@@ -95,7 +110,7 @@ impl Decoder {
     /// caller keeps `buf[*pos..]` for later), and moves `*pos` past each frame
     /// consumed. A continuation frame that is not final is consumed without
     /// output.
-    pub(crate) fn decode<'a>(
+    pub fn decode<'a>(
         &'a mut self,
         buf: &'a mut [u8],
         pos: &mut usize,

@@ -18,14 +18,14 @@ fn header(opcode: OpCode, len: usize, out: &mut Vec<u8>) {
 }
 
 /// Appends a complete, unfragmented frame.
-pub(crate) fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+pub fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.reserve(payload.len() + 10);
     header(opcode, payload.len(), out);
     out.extend_from_slice(payload);
 }
 
 /// Appends a text (`text == true`) or binary message frame.
-pub(crate) fn message(out: &mut Vec<u8>, text: bool, payload: &[u8]) {
+pub fn message(out: &mut Vec<u8>, text: bool, payload: &[u8]) {
     let opcode = if text {
         OpCode::Data(Data::Text)
     } else {
@@ -35,18 +35,18 @@ pub(crate) fn message(out: &mut Vec<u8>, text: bool, payload: &[u8]) {
 }
 
 /// Appends a pong echoing `payload`.
-pub(crate) fn pong(out: &mut Vec<u8>, payload: &[u8]) {
+pub fn pong(out: &mut Vec<u8>, payload: &[u8]) {
     frame(out, OpCode::Control(Control::Pong), payload);
 }
 
 /// Appends a ping.
-pub(crate) fn ping(out: &mut Vec<u8>, payload: &[u8]) {
+pub fn ping(out: &mut Vec<u8>, payload: &[u8]) {
     frame(out, OpCode::Control(Control::Ping), payload);
 }
 
 /// Appends a close frame. The reason is cut at a character boundary so the
 /// payload stays within the 125 bytes a control frame may carry.
-pub(crate) fn close(out: &mut Vec<u8>, code: u16, reason: &str) {
+pub fn close(out: &mut Vec<u8>, code: u16, reason: &str) {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;

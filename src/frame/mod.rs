@@ -1,9 +1,9 @@
 //! The WebSocket framing layer (RFC 6455 §5): decoding client frames and
-//! encoding server frames. No I/O here; the connection feeds bytes in and
-//! takes bytes out.
+//! encoding server frames. No I/O here ("sans-IO"): the connection feeds
+//! bytes in and takes bytes out, and so can a fuzzer or a benchmark.
 
-pub(crate) mod decode;
-pub(crate) mod encode;
+pub mod decode;
+pub mod encode;
 pub mod mask;
 
-pub use decode::{Violation, close_code};
+pub use decode::{Decoder, Incoming, Limits, Violation, close_code};

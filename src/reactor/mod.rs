@@ -356,10 +356,10 @@ impl Reactor {
         let slot = self.handlers.remove(id.key as usize);
         // A handler removed from inside its own callback is lent out (None);
         // `dispatch` finds its slot gone and drops it then.
-        if let Some(mut handler) = slot.handler {
-            if let Err(e) = handler.deregister(self.poll.registry()) {
-                error!("deregistering a source failed: {e}");
-            }
+        if let Some(mut handler) = slot.handler
+            && let Err(e) = handler.deregister(self.poll.registry())
+        {
+            error!("deregistering a source failed: {e}");
         }
         true
     }

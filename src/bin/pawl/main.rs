@@ -39,6 +39,7 @@ fn run(args: &Args) -> pawl::Result<()> {
     app.config(config);
     app.route("/echo", pawl::EchoServer, &origins);
     app.route("/chat", broadcast::Broadcast::default(), &origins);
+    app.route("/broadcast", broadcast::Broadcast::default(), &origins);
     app.run()
 }
 
