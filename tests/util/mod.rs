@@ -9,7 +9,9 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -631,6 +633,89 @@ pub fn close_code_of(payload: &[u8]) -> u16 {
         u16::from_be_bytes([payload[0], payload[1]])
     } else {
         1005
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The pawl binary as a child process
+// ---------------------------------------------------------------------------
+
+/// A running `pawl` binary, killed if the test fails before it exits.
+pub struct Pawl {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Pawl {
+    /// Starts `pawl` with `args` on a free loopback port, its open-files
+    /// limit lowered to `max_fds` if given. `--bind` needs a real port, so
+    /// take one the kernel picked for a throwaway listener, and try again
+    /// with another if something grabbed it in between.
+    #[track_caller]
+    pub fn start(args: &[&str], max_fds: Option<u64>) -> Pawl {
+        for _ in 0..5 {
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port");
+            let mut command = Command::new(env!("CARGO_BIN_EXE_pawl"));
+            command
+                .args(["--bind", &addr.to_string(), "--log-level", "warn"])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(max) = max_fds {
+                // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+                unsafe {
+                    command.pre_exec(move || {
+                        let limit = libc::rlimit {
+                            rlim_cur: max,
+                            rlim_max: max,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            let mut child = command.spawn().expect("spawn pawl");
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                if child.try_wait().expect("try_wait").is_some() {
+                    break; // exited: the port was taken; pick another
+                }
+                if TcpStream::connect(addr).is_ok() {
+                    return Pawl { child, addr };
+                }
+                assert!(Instant::now() < deadline, "pawl did not start listening");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("pawl did not start on any of five free ports");
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with our own child's pid has no memory effects.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        wait_for("pawl to exit", || self.child.try_wait().expect("try_wait"))
+    }
+}
+
+impl Drop for Pawl {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
