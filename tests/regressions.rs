@@ -49,3 +49,31 @@ fn reaching_the_descriptor_limit_does_not_stall_the_loop() {
     last.send_text("served");
     last.expect_text("served");
 }
+
+/// `Context::close` sent any code it was given; codes RFC 6455 forbids on
+/// the wire (below 1000, 1004, 1016-2999, 5000 and up) made a conformant
+/// client fail the connection with a protocol error instead of closing.
+#[test]
+fn close_with_a_code_that_may_not_be_sent_sends_1000() {
+    let (recorder, _events) = util::Recorder::new(true);
+    let server = TestServer::start(move || {
+        let mut app = app();
+        app.route("/rec", recorder, &["*"]);
+        app
+    });
+    for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+        let mut client = server.client("/rec");
+        client.send_text(&format!("close {code} why"));
+        match client.try_recv() {
+            Ok(util::Received::Close(got, reason)) => {
+                assert_eq!((got, reason.as_str()), (1000, "why"), "close {code}")
+            }
+            other => panic!("close {code}: expected a close frame, got {other:?}"),
+        }
+    }
+    for code in [1000, 1001, 1003, 1011, 3000, 4999] {
+        let mut client = server.client("/rec");
+        client.send_text(&format!("close {code} why"));
+        assert_eq!(client.expect_close(code), "why");
+    }
+}
