@@ -134,3 +134,27 @@ fn send_from_a_thread_to_a_closed_connection_is_dropped() {
         .expect("scheduled");
     assert_eq!(rx.recv_timeout(TIMEOUT).expect("ran"), SendStatus::Dropped);
 }
+
+#[test]
+fn handles_report_a_stopped_loop_instead_of_blocking() {
+    let (recorder, events) = Recorder::new(true);
+    let server = TestServer::start(move || {
+        let mut app = app();
+        app.route("/rec", recorder, &["*"]);
+        app
+    });
+    let client = server.client("/rec");
+    let id = events.opened();
+    drop(client);
+    let (reactor, handle) = (server.reactor.clone(), server.server.clone());
+    server.stop();
+    assert_eq!(
+        reactor.schedule(|_| {}),
+        Err(pawl::reactor::ScheduleError::Closed)
+    );
+    assert_eq!(
+        handle.send(id, OwnedMessage::Text("too late".into())),
+        Err(pawl::reactor::ScheduleError::Closed)
+    );
+    assert_eq!(handle.stop(), Err(pawl::reactor::ScheduleError::Closed));
+}

@@ -50,3 +50,17 @@ fn sigterm_with_no_clients_exits_0() {
     let status = pawl.wait();
     assert!(status.success(), "pawl exited with {status}");
 }
+
+#[test]
+fn a_client_that_never_answers_the_close_does_not_keep_pawl_alive() {
+    let mut pawl = Pawl::start(&["--close-timeout", "200ms"], None);
+    let mut silent = Raw::upgrade(pawl.addr, "/echo");
+    pawl.signal(libc::SIGTERM);
+    // We get the 1001 close frame and never answer it; the server drops us
+    // after the close timeout and exits.
+    let bytes = silent.read_to_end();
+    let (opcode, payload, _) = util::server_frame(&bytes).expect("a close frame");
+    assert_eq!((opcode, util::close_code_of(&payload)), (8, 1001));
+    let status = pawl.wait();
+    assert!(status.success(), "pawl exited with {status}");
+}

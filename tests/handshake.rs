@@ -31,7 +31,9 @@ fn response_carries_the_accept_key_and_no_extension() {
     // RFC 6455 §1.3's example key and its accept value.
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
     assert!(
-        !head.to_ascii_lowercase().contains("sec-websocket-extensions"),
+        !head
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions"),
         "permessage-deflate must be declined: {head}"
     );
 }

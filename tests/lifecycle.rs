@@ -63,7 +63,9 @@ impl Component for Room {
         self.members.remove(&conn);
         if ctx.is_open(conn) {
             // A panic here would only be logged; report it instead.
-            let _ = self.calls.send(Call::Message(conn, OPEN_IN_ON_CLOSE.into()));
+            let _ = self
+                .calls
+                .send(Call::Message(conn, OPEN_IN_ON_CLOSE.into()));
         }
         let note = format!("left {}", conn.resource_id());
         ctx.broadcast(self.members.iter().copied(), note.as_str());
