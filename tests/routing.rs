@@ -61,3 +61,36 @@ fn garbage_gets_400_and_the_server_goes_on() {
     client.send_text("still serving");
     client.expect_text("still serving");
 }
+
+#[test]
+fn plain_http_route_answers_and_closes() {
+    let server = TestServer::start(|| {
+        let mut app = app();
+        app.route("/echo", EchoServer, &["*"]);
+        app.http("/health", |request| {
+            let who = request.query_param("who").unwrap_or_default().into_owned();
+            pawl::HttpResponse::text(200, format!("ok {who}\n"))
+        });
+        app
+    });
+    let mut raw = Raw::connect(server.addr);
+    raw.send(b"GET /health?who=test HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let (status, head) = raw.response();
+    assert_eq!(status, 200, "{head}");
+    let body = raw.read_to_end();
+    assert_eq!(body, b"ok test\n");
+}
+
+#[test]
+fn browser_style_upgrade_headers_are_accepted() {
+    let server = server();
+    let mut raw = Raw::connect(server.addr);
+    // Firefox sends "Connection: keep-alive, Upgrade"; header case varies.
+    raw.send(
+        b"GET /echo HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: WebSocket\r\n\
+          connection: keep-alive, Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          sec-websocket-version: 13\r\norigin: http://localhost:8000\r\n\r\n",
+    );
+    let (status, head) = raw.response();
+    assert_eq!(status, 101, "{head}");
+}
