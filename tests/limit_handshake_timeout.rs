@@ -13,7 +13,7 @@ use util::{Raw, TIMEOUT, TestServer, app};
 fn server() -> TestServer {
     TestServer::start(|| {
         let mut app = app();
-        app.config(ServerConfig::default().handshake_timeout(Duration::from_millis(300)));
+        app.config(ServerConfig::default().handshake_timeout(Duration::from_millis(500)));
         app.route("/echo", EchoServer, &["*"]);
         app
     })

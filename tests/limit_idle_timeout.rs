@@ -9,7 +9,9 @@ use std::time::Duration;
 use pawl::{CloseReason, Limit, ServerConfig};
 use util::{Raw, Recorder, TestServer, app, close_code_of, server_frame};
 
-const IDLE: Duration = Duration::from_millis(400);
+// Long enough that a busy machine delays no pong past it (a ping goes out
+// after IDLE/2 of silence; the pong has the other half to arrive).
+const IDLE: Duration = Duration::from_millis(1000);
 
 fn server() -> (TestServer, util::Events) {
     let (recorder, events) = Recorder::new(true);
@@ -27,8 +29,8 @@ fn a_client_that_answers_pings_stays_open() {
     let (server, events) = server();
     let mut client = server.client("/echo");
     let id = events.opened();
-    // A ping comes at most every IDLE/2 of silence; three of them mean the
-    // connection lived well past IDLE on pongs alone.
+    // Pings come at least IDLE/2 apart (each after IDLE/2 of silence); three
+    // of them mean the connection lived past IDLE on pongs alone.
     let mut pings = 0;
     while pings < 3 {
         match client.ws.read().expect("open connection") {
