@@ -275,23 +275,35 @@ impl Net {
             SendStatus::Sent
         };
         if status == SendStatus::Dropped {
-            warn!(
-                "{id} from {}: outbound buffer over {max} bytes, closing",
-                conn.peer
-            );
-            conn.out = Vec::new();
-            conn.out_start = 0;
-            let component = conn.component;
+            self.overflow(id);
+        } else {
+            self.mark_dirty(id.key);
+        }
+        status
+    }
+
+    /// Closes a connection whose unsent output passed `max_backpressure`:
+    /// its buffer is released at once and it is dropped at the next settle.
+    fn overflow(&mut self, id: ConnId) {
+        let max = self.config.max_backpressure;
+        let Some(conn) = self.get_mut(id) else {
+            return;
+        };
+        warn!(
+            "{id} from {}: outbound buffer over {max} bytes, closing",
+            conn.peer
+        );
+        conn.out = Vec::new();
+        conn.out_start = 0;
+        let component = conn.component;
+        if conn.has(flag::OPENED) {
             self.pending.push_back(Pending::Error {
                 conn: id,
                 component,
                 error: Error::Limit(Limit::Backpressure),
             });
-            self.doom(id.key, CloseReason::Limit(Limit::Backpressure));
-        } else {
-            self.mark_dirty(id.key);
         }
-        status
+        self.doom(id.key, CloseReason::Limit(Limit::Backpressure));
     }
 
     /// Encodes and queues a message.
@@ -313,8 +325,17 @@ impl Net {
         }
     }
 
+    /// Queues a pong. Pongs are the one control frame the peer decides the
+    /// number of, so they count against `max_backpressure`: a client that
+    /// pings without reading cannot make the server buffer pongs forever.
     pub(crate) fn pong(&mut self, key: u32, payload: &[u8]) {
         self.queue_control(key, |out| encode::pong(out, payload));
+        let max = self.config.max_backpressure;
+        if let Some(id) = self.id(key)
+            && self.conns[key as usize].unsent() > max
+        {
+            self.overflow(id);
+        }
     }
 
     pub(crate) fn ping(&mut self, key: u32) {

@@ -77,3 +77,48 @@ fn close_with_a_code_that_may_not_be_sent_sends_1000() {
         assert_eq!(client.expect_close(code), "why");
     }
 }
+
+/// Pongs (like every control frame) were queued without the outbound limit:
+/// a client that sent pings and never read made the server buffer pongs
+/// without bound.
+#[test]
+fn a_ping_flood_from_a_client_that_never_reads_is_closed() {
+    use std::io::Write;
+    let (recorder, events) = util::Recorder::new(true);
+    let server = TestServer::start(move || {
+        let mut app = app();
+        app.config(
+            ServerConfig::default()
+                .backpressure_threshold(256 << 10)
+                .max_backpressure(1 << 20),
+        );
+        app.route("/echo", recorder, &["*"]);
+        app
+    });
+    let mut raw = Raw::upgrade(server.addr, "/echo");
+    let id = events.opened();
+    let ping = util::client_frame(true, 0x9, &[b'p'; 125]);
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    // 256 MiB of pings would mean as much in pongs; the server must give up
+    // on us long before (its 1 MiB limit plus what the kernel buffers).
+    let mut sent = 0usize;
+    let closed = loop {
+        if raw.stream.write_all(&batch).is_err() {
+            break true;
+        }
+        sent += batch.len();
+        if sent > 256 << 20 {
+            break false;
+        }
+    };
+    assert!(closed, "still connected after {} MiB of pings", sent >> 20);
+    assert_eq!(
+        events.closed(id),
+        pawl::CloseReason::Limit(pawl::Limit::Backpressure)
+    );
+}
