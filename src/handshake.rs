@@ -44,6 +44,11 @@ pub(crate) fn respond(
         Outcome::Respond { status }
     };
     let (consumed, request) = match Request::try_parse(input) {
+        // A request that arrived whole in one read is held to the limit too,
+        // not only one still growing.
+        Ok(Some((consumed, _))) if consumed > max_request => {
+            return refuse(431, "request headers too large", out);
+        }
         Ok(Some(parsed)) => parsed,
         Ok(None) if input.len() > max_request => {
             return refuse(431, "request headers too large", out);

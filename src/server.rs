@@ -163,12 +163,17 @@ impl ServerCore {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                Err(e) if out_of_descriptors(&e) => {
-                    if !self.shed_one_connection() {
+                Err(e) if out_of_descriptors(&e) => match self.shed_one_connection() {
+                    Shed::One => {}
+                    // Linux reports EMFILE before it looks at the backlog, so
+                    // an empty backlog looks the same as a full one: stop
+                    // here, or this loop spins while every descriptor is used.
+                    Shed::NothingPending => return,
+                    Shed::NoReserve => {
                         error!("accept: {e}; no reserve descriptor left, pending connections wait");
                         return;
                     }
-                }
+                },
                 Err(e) => {
                     error!("accept failed: {e}");
                     return;
@@ -178,20 +183,33 @@ impl ServerCore {
     }
 
     /// Accepts one pending connection with the reserve descriptor's slot and
-    /// closes it at once. False if there was no reserve to spend.
-    fn shed_one_connection(&mut self) -> bool {
+    /// closes it at once.
+    fn shed_one_connection(&mut self) -> Shed {
         if self.reserve_fd.take().is_none() {
-            return false;
+            return Shed::NoReserve;
         }
-        if let Some(listener) = &self.listener
-            && let Ok((stream, peer)) = listener.accept()
-        {
-            self.refused += 1;
-            warn!("out of file descriptors: refused {peer}");
-            drop(stream);
-        }
+        let shed = match self.listener.as_ref().map(TcpListener::accept) {
+            Some(Ok((stream, peer))) => {
+                self.refused += 1;
+                warn!("out of file descriptors: refused {peer}");
+                drop(stream);
+                Shed::One
+            }
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Shed::One
+            }
+            _ => Shed::NothingPending,
+        };
         self.reserve_fd = File::open("/dev/null").ok();
-        self.reserve_fd.is_some()
+        match self.reserve_fd {
+            Some(_) => shed,
+            None => Shed::NoReserve,
+        }
     }
 
     fn admit(&mut self, reactor: &mut Reactor, stream: TcpStream, peer: SocketAddr) {
@@ -642,6 +660,17 @@ impl ServerCore {
         }
         self.settle(reactor);
     }
+}
+
+/// What [`ServerCore::shed_one_connection`] did.
+enum Shed {
+    /// Accepted and closed one pending connection (or one aborted on its
+    /// own): accept again.
+    One,
+    /// The backlog was empty.
+    NothingPending,
+    /// No reserve descriptor could be spent or reopened.
+    NoReserve,
 }
 
 enum Expiry {
