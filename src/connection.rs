@@ -207,6 +207,8 @@ pub(crate) struct Net {
     pub(crate) this: Weak<RefCell<ServerCore>>,
     /// The server's index in the reactor's services, for [`crate::ServerHandle`].
     pub(crate) service: usize,
+    /// The listening address, for [`crate::Server`] handles made in callbacks.
+    pub(crate) local_addr: SocketAddr,
 }
 
 impl Net {
@@ -215,6 +217,7 @@ impl Net {
         handler: SourceId,
         this: Weak<RefCell<ServerCore>>,
         service: usize,
+        local_addr: SocketAddr,
     ) -> Self {
         Net {
             conns: Slab::new(),
@@ -230,6 +233,7 @@ impl Net {
             shutting_down: false,
             this,
             service,
+            local_addr,
         }
     }
 

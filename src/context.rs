@@ -212,7 +212,8 @@ impl<'a> Context<'a> {
     /// A handle to this server for later use on the loop thread (from a
     /// reactor timer or source callback), outside this callback.
     pub fn server(&self) -> Option<Server> {
-        self.net.this.upgrade().map(|core| Server { core })
+        let core = self.net.this.upgrade()?;
+        Some(Server::new(core, self.net.local_addr, self.net.service))
     }
 
     /// A `Send` handle to this server for other threads.

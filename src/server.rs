@@ -89,7 +89,7 @@ impl ServerCore {
                 None => PostAction::Remove,
             });
             let service = reactor.add_service(this.clone() as Weak<dyn Any>);
-            let mut net = Net::new(config, handler, this.clone(), service);
+            let mut net = Net::new(config, handler, this.clone(), service, local_addr);
             // Reserve the table for every connection the config allows: the
             // untouched part costs address space, not memory, and the table
             // never doubles (which would leave half of it resident and idle).
@@ -130,7 +130,8 @@ impl ServerCore {
             c.listener = Some(listener);
             c.sweep = Some(sweep);
         }
-        Ok(Server { core })
+        let service = core.borrow().net.service;
+        Ok(Server::new(core, local_addr, service))
     }
 
     fn ready(&mut self, reactor: &mut Reactor, event: &Event) {
@@ -759,13 +760,29 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 /// this handle refuses with [`Error::Reentrant`] there.
 #[derive(Clone)]
 pub struct Server {
-    pub(crate) core: Rc<RefCell<ServerCore>>,
+    core: Rc<RefCell<ServerCore>>,
+    /// Copied out of the core so they can be read from inside callbacks,
+    /// while the core is borrowed.
+    local_addr: SocketAddr,
+    service: usize,
 }
 
 impl Server {
+    pub(crate) fn new(
+        core: Rc<RefCell<ServerCore>>,
+        local_addr: SocketAddr,
+        service: usize,
+    ) -> Server {
+        Server {
+            core,
+            local_addr,
+            service,
+        }
+    }
+
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.core.borrow().local_addr
+        self.local_addr
     }
 
     /// Runs `f` with a context on this server: send to connections, close
@@ -810,12 +827,14 @@ impl Server {
 
     /// A `Send` handle for other threads.
     pub fn handle(&self, reactor: &Reactor) -> ServerHandle {
-        ServerHandle::new(reactor.handle(), self.core.borrow().net.service)
+        ServerHandle::new(reactor.handle(), self.service)
     }
 
     /// Number of connections, including those still in the handshake.
-    pub fn connection_count(&self) -> usize {
-        self.core.borrow().net.conns.len()
+    /// Inside a callback use [`Context::connections`] instead.
+    pub fn connection_count(&self) -> Result<usize> {
+        let core = self.core.try_borrow().map_err(|_| Error::Reentrant)?;
+        Ok(core.net.conns.len())
     }
 
     /// Drops every connection now (components get `on_close` with
@@ -830,14 +849,10 @@ impl Server {
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.core.try_borrow() {
-            Ok(core) => f
-                .debug_struct("Server")
-                .field("local_addr", &core.local_addr)
-                .field("connections", &core.net.conns.len())
-                .finish(),
-            Err(_) => f.write_str("Server { <busy> }"),
-        }
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.connection_count().ok())
+            .finish()
     }
 }
 
@@ -868,9 +883,13 @@ impl ServerHandle {
             let Ok(core) = server.downcast::<RefCell<ServerCore>>() else {
                 return;
             };
-            let server = Server { core };
-            if let Err(e) = server.with(reactor, f) {
-                error!("cross-thread task: {e}");
+            let local_addr = core.borrow().local_addr;
+            let server = Server::new(core, local_addr, service);
+            // A panicking task must not take the loop down with it.
+            match catch_unwind(AssertUnwindSafe(|| server.with(reactor, f))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!("cross-thread task: {e}"),
+                Err(payload) => error!("cross-thread task panicked: {}", panic_message(&*payload)),
             }
         })
     }

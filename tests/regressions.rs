@@ -122,3 +122,32 @@ fn a_ping_flood_from_a_client_that_never_reads_is_closed() {
         pawl::CloseReason::Limit(pawl::Limit::Backpressure)
     );
 }
+
+/// `Server::local_addr` (and `handle`) borrowed the server a callback had
+/// already borrowed: calling them on `ctx.server()` inside `on_message`
+/// panicked, and the client got 1011.
+#[test]
+fn server_handle_methods_work_inside_a_callback() {
+    struct Reporter;
+    impl pawl::Component for Reporter {
+        fn on_message(
+            &mut self,
+            ctx: &mut pawl::Context<'_>,
+            conn: pawl::ConnId,
+            _: pawl::Message<'_>,
+        ) {
+            let server = ctx.server().expect("the server is alive");
+            let busy = matches!(server.connection_count(), Err(pawl::Error::Reentrant));
+            let reply = format!("{} busy={busy}", server.local_addr().port());
+            let _ = ctx.send_text(conn, &reply);
+        }
+    }
+    let server = TestServer::start(|| {
+        let mut app = app();
+        app.route("/report", Reporter, &["*"]);
+        app
+    });
+    let mut client = server.client("/report");
+    client.send_text("where are you?");
+    client.expect_text(&format!("{} busy=true", server.addr.port()));
+}
