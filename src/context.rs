@@ -207,7 +207,7 @@ impl<'a> Context<'a> {
             core.net
                 .pending
                 .push_back(Pending::Timer { component, timer });
-            core.settle_now(reactor);
+            core.settle(reactor);
         };
         (cell, fire)
     }

@@ -1,0 +1,220 @@
+//! Reading: the shared read buffer, the upgrade handshake, and frames
+//! dispatched to components.
+
+use super::*;
+
+impl ServerCore {
+    pub(super) fn read_ready(&mut self, reactor: &mut Reactor, key: u32, drain_fully: bool) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(conn) = self.net.conns.get_mut(key as usize) else {
+                return;
+            };
+            if conn.has(flag::DOOMED) || conn.phase == Phase::Flushing {
+                return;
+            }
+            let n = match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.peer_eof(key);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("#{} from {}: read failed: {e}", conn.generation, conn.peer);
+                    let kind = e.kind();
+                    self.net.doom(key, CloseReason::Io(kind));
+                    return;
+                }
+            };
+            let short = n < self.read_buf.len() && conn.stream.short_read_drains();
+            if conn.phase == Phase::Handshake {
+                self.handshake_input(reactor, key, n);
+            } else {
+                self.frame_input(reactor, key, Some(n));
+            }
+            if short && !drain_fully {
+                return;
+            }
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                self.resume.push(key);
+                // Make the next poll return at once so this connection is
+                // read again after the others had their turn.
+                reactor.defer(|_| {});
+                return;
+            }
+        }
+    }
+
+    fn peer_eof(&mut self, key: u32) {
+        let Some(conn) = self.net.conns.get(key as usize) else {
+            return;
+        };
+        if conn.phase == Phase::Open {
+            debug!(
+                "#{} from {}: closed without a close frame",
+                conn.generation, conn.peer
+            );
+        }
+        self.net
+            .doom(key, CloseReason::Io(io::ErrorKind::UnexpectedEof));
+    }
+
+    fn handshake_input(&mut self, reactor: &mut Reactor, key: u32, n: usize) {
+        let max_request = self.net.config.max_request_size;
+        let conn = &mut self.net.conns[key as usize];
+        conn.input.extend_from_slice(&self.read_buf[..n]);
+        let outcome = handshake::respond(&conn.input, &self.router, max_request, &mut conn.out);
+        match outcome {
+            Outcome::Partial => {}
+            Outcome::Respond { status } => {
+                debug!("#{} from {}: HTTP {status}", conn.generation, conn.peer);
+                conn.phase = Phase::Flushing;
+                conn.since = self.net.now;
+                conn.input = Vec::new();
+                self.net.mark_dirty(key);
+            }
+            Outcome::Upgrade {
+                consumed,
+                component,
+                request,
+            } => {
+                conn.input.drain(..consumed);
+                if conn.input.is_empty() {
+                    // The request is spent; an idle connection keeps no buffer.
+                    conn.input = Vec::new();
+                }
+                conn.phase = Phase::Open;
+                conn.component = component as u32;
+                conn.since = self.net.now;
+                conn.flags |= flag::OPENED;
+                let id = ConnId {
+                    key,
+                    generation: conn.generation,
+                };
+                conn.request = Some(request);
+                let conn = &self.net.conns[key as usize];
+                let client = self.net.client_addr(conn);
+                if client == conn.peer {
+                    debug!("{id} opened from {client} on {}", request_path(conn));
+                } else {
+                    debug!(
+                        "{id} opened from {client} (via proxy {}) on {}",
+                        conn.peer,
+                        request_path(conn)
+                    );
+                }
+                self.net.mark_dirty(key);
+                self.call(reactor, component as u32, Some(key), |c, ctx| {
+                    c.on_open(ctx, id)
+                });
+                // Frames the client sent right behind its request.
+                let has_input = self
+                    .net
+                    .conns
+                    .get(key as usize)
+                    .is_some_and(|c| !c.input.is_empty());
+                if has_input {
+                    self.frame_input(reactor, key, None);
+                }
+            }
+        }
+    }
+
+    /// Decodes and dispatches frames: the bytes just read into the shared
+    /// buffer (`fresh`), after whatever the connection kept from before.
+    fn frame_input(&mut self, reactor: &mut Reactor, key: u32, fresh: Option<usize>) {
+        let ServerCore {
+            net,
+            components,
+            read_buf,
+            ..
+        } = self;
+        let conn = &mut net.conns[key as usize];
+        if conn.phase == Phase::Open {
+            conn.since = net.now;
+            conn.flags &= !flag::PING_SENT;
+            conn.flags |= flag::RECENT;
+        }
+        let id = ConnId {
+            key,
+            generation: conn.generation,
+        };
+        let component = conn.component;
+        let mut input = std::mem::take(&mut conn.input);
+        let mut decoder = std::mem::take(&mut conn.decoder);
+        let limits = Limits {
+            max_frame: net.config.max_frame(),
+            max_message: net.config.max_message(),
+        };
+        // The common case decodes straight from the shared buffer: no copy.
+        let in_place = input.is_empty() && fresh.is_some();
+        if let (false, Some(n)) = (in_place, fresh) {
+            input.extend_from_slice(&read_buf[..n]);
+        }
+        let buf: &mut [u8] = match fresh {
+            Some(n) if in_place => &mut read_buf[..n],
+            _ => &mut input[..],
+        };
+        let len = buf.len();
+        let mut pos = 0;
+        loop {
+            let phase = match net.conns.get(key as usize) {
+                Some(c) if !c.has(flag::DOOMED) => c.phase,
+                _ => break,
+            };
+            if !matches!(phase, Phase::Open | Phase::AwaitingClose) {
+                break;
+            }
+            match decoder.decode(buf, &mut pos, limits) {
+                Ok(None) => break,
+                Ok(Some(Incoming::Text(text))) if phase == Phase::Open => {
+                    invoke(components, net, reactor, component, Some(key), |c, ctx| {
+                        c.on_message(ctx, id, Message::Text(text))
+                    });
+                }
+                Ok(Some(Incoming::Binary(bytes))) if phase == Phase::Open => {
+                    invoke(components, net, reactor, component, Some(key), |c, ctx| {
+                        c.on_message(ctx, id, Message::Binary(bytes))
+                    });
+                }
+                // After our close frame, data is read and dropped (RFC 6455 §1.4).
+                Ok(Some(Incoming::Text(_) | Incoming::Binary(_))) => {}
+                Ok(Some(Incoming::Ping(payload))) => {
+                    if phase == Phase::Open {
+                        net.pong(key, payload);
+                    }
+                }
+                Ok(Some(Incoming::Pong)) => {}
+                Ok(Some(Incoming::Close(code, text))) => {
+                    net.peer_closed(key, code, text);
+                    break;
+                }
+                Err(violation) => {
+                    net.violation(key, violation);
+                    break;
+                }
+            }
+        }
+        let Some(conn) = net.conns.get_mut(key as usize) else {
+            return;
+        };
+        if in_place {
+            input.extend_from_slice(&read_buf[pos..len]);
+        } else {
+            input.drain(..pos);
+        }
+        if input.is_empty() && input.capacity() > RETAINED_BUFFER {
+            // Release what a large partial frame left behind.
+            input = Vec::new();
+        }
+        conn.input = input;
+        conn.decoder = decoder;
+    }
+}
+
+fn request_path(conn: &Connection) -> &str {
+    conn.request.as_deref().map_or("", |r| r.path())
+}

@@ -1,0 +1,132 @@
+//! Time and endings: the periodic sweep (timeouts, pings, idle buffers) and
+//! graceful shutdown.
+
+use super::*;
+
+impl ServerCore {
+    /// Timeouts: slow handshakes, idle connections (ping, then close), and
+    /// close handshakes the peer never finishes.
+    pub(super) fn sweep(&mut self, reactor: &mut Reactor) {
+        self.net
+            .tick(Reactor::now(reactor).max(std::time::Instant::now()));
+        let config = &self.net.config;
+        let handshake_ms = config.handshake_timeout.as_millis() as u32;
+        let idle_ms = config.idle_timeout.as_millis() as u32;
+        let close_ms = config.close_timeout.as_millis() as u32;
+        let mut expired = Vec::new();
+        let now = self.net.now;
+        let mut released = 0;
+        for (key, conn) in self.net.conns.iter_mut() {
+            if !conn.has(flag::RECENT) {
+                released += conn.release_buffers();
+            }
+            conn.flags &= !flag::RECENT;
+            let age = now.wrapping_sub(conn.since);
+            let action = match conn.phase {
+                Phase::Handshake if age >= handshake_ms => Some(Expiry::Handshake),
+                Phase::Open if age >= idle_ms => Some(Expiry::Idle),
+                Phase::Open if age >= idle_ms / 2 && !conn.has(flag::PING_SENT) => {
+                    Some(Expiry::Ping)
+                }
+                Phase::AwaitingClose | Phase::Flushing if age >= close_ms => Some(Expiry::Close),
+                _ => None,
+            };
+            if let Some(action) = action {
+                expired.push((key as u32, action));
+            }
+        }
+        if released >= RELEASE_TRIM_THRESHOLD {
+            give_back_free_memory();
+        }
+        for (key, action) in expired {
+            let conn = &self.net.conns[key as usize];
+            let (generation, peer) = (conn.generation, conn.peer);
+            match action {
+                Expiry::Ping => self.net.ping(key),
+                Expiry::Handshake => {
+                    warn!(
+                        "#{generation} from {peer}: no upgrade within the handshake timeout, dropped"
+                    );
+                    self.net.doom(key, CloseReason::Io(io::ErrorKind::TimedOut));
+                }
+                Expiry::Idle => {
+                    warn!("#{generation} from {peer}: idle timeout, closing");
+                    self.net.fail(
+                        key,
+                        close_code::GOING_AWAY,
+                        "idle timeout",
+                        CloseReason::Limit(Limit::IdleTimeout),
+                        Some(Error::Limit(Limit::IdleTimeout)),
+                    );
+                }
+                Expiry::Close => {
+                    debug!("#{generation} from {peer}: close handshake timed out");
+                    self.net.doom(key, CloseReason::Limit(Limit::CloseTimeout));
+                }
+            }
+        }
+        self.settle(reactor);
+    }
+
+    /// A graceful stop: no new connections, 1001 to everyone, and the loop
+    /// held until every close handshake finished.
+    pub(super) fn shutdown(&mut self, reactor: &mut Reactor) {
+        self.net.tick(reactor.now());
+        self.net.shutting_down = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = reactor.registry().deregister(&mut listener);
+        }
+        let keys: Vec<u32> = self.net.conns.iter().map(|(k, _)| k as u32).collect();
+        for key in keys {
+            let Some(id) = self.net.id(key) else { continue };
+            if self.net.conns[key as usize].phase == Phase::Handshake {
+                self.net.doom(key, CloseReason::Shutdown);
+            } else {
+                self.net.close(
+                    id,
+                    close_code::GOING_AWAY,
+                    "server shutdown",
+                    CloseReason::Shutdown,
+                );
+            }
+        }
+        if !self.net.conns.is_empty() {
+            self.holding_stop = true;
+            reactor.hold_stop();
+        }
+        self.settle(reactor);
+    }
+
+    /// Drops every remaining connection at once, telling components; for
+    /// when the loop has returned and nothing will flush any more.
+    pub(crate) fn close_all_now(&mut self, reactor: &mut Reactor) {
+        let keys: Vec<u32> = self.net.conns.iter().map(|(k, _)| k as u32).collect();
+        for key in keys {
+            self.net.doom(key, CloseReason::Shutdown);
+        }
+        self.settle(reactor);
+    }
+}
+
+enum Expiry {
+    Handshake,
+    Ping,
+    Idle,
+    Close,
+}
+
+/// Bytes of buffers released in one sweep above which free heap pages are
+/// handed back to the kernel.
+const RELEASE_TRIM_THRESHOLD: usize = 1 << 20;
+
+/// Returns free heap pages to the kernel. glibc keeps freed small blocks
+/// resident; after a burst of traffic leaves thousands of connections idle,
+/// this is what makes their released buffers show up as a smaller RSS.
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap; it has no
+    // preconditions and is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
