@@ -75,12 +75,18 @@ impl App {
         allowed_origins: &[&str],
     ) -> &mut Self {
         let index = self.components.len();
+        let component_protocols = component
+            .subprotocols()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         self.components.push(Box::new(component));
         self.router.insert(
             path,
             Target::WebSocket {
                 component: index,
                 origins: Origins::from_list(allowed_origins),
+                protocols: component_protocols,
             },
         );
         self

@@ -270,6 +270,14 @@ pub trait Component: Any {
         let _ = (ctx, conn);
     }
 
+    /// The subprotocols this component speaks, most preferred first. The
+    /// handshake answers with the first one the client offers in
+    /// `Sec-WebSocket-Protocol` (Ratchet's `getSubProtocols`). Default: none;
+    /// a client that insists on one then fails the handshake on its side.
+    fn subprotocols(&self) -> &[&str] {
+        &[]
+    }
+
     /// A timer set with [`Context::set_timer`] or [`Context::set_periodic`] fired.
     fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
         let _ = (ctx, timer);

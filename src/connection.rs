@@ -207,6 +207,8 @@ pub(crate) struct Net {
     pub(crate) this: Weak<RefCell<ServerCore>>,
     /// The server's index in the reactor's services, for [`crate::ServerHandle`].
     pub(crate) service: usize,
+    /// The listening address, for [`crate::Server`] handles made in callbacks.
+    pub(crate) local_addr: SocketAddr,
 }
 
 impl Net {
@@ -215,6 +217,7 @@ impl Net {
         handler: SourceId,
         this: Weak<RefCell<ServerCore>>,
         service: usize,
+        local_addr: SocketAddr,
     ) -> Self {
         Net {
             conns: Slab::new(),
@@ -230,6 +233,7 @@ impl Net {
             shutting_down: false,
             this,
             service,
+            local_addr,
         }
     }
 
@@ -308,6 +312,17 @@ impl Net {
             self.mark_dirty(id.key);
             return SendStatus::Backpressure;
         }
+        self.overflow(id);
+        SendStatus::Dropped
+    }
+
+    /// Closes a connection whose unsent output passed `max_backpressure`:
+    /// its buffer is released at once and it is dropped at the next settle.
+    fn overflow(&mut self, id: ConnId) {
+        let max = self.config.max_backpressure;
+        let Some(conn) = self.get_mut(id) else {
+            return;
+        };
         warn!(
             "{id} from {}: outbound buffer over {max} bytes, closing",
             conn.peer
@@ -315,13 +330,14 @@ impl Net {
         conn.out = Vec::new();
         conn.out_start = 0;
         let component = conn.component;
-        self.pending.push_back(Pending::Error {
-            conn: id,
-            component,
-            error: Error::Limit(Limit::Backpressure),
-        });
+        if conn.has(flag::OPENED) {
+            self.pending.push_back(Pending::Error {
+                conn: id,
+                component,
+                error: Error::Limit(Limit::Backpressure),
+            });
+        }
         self.doom(id.key, CloseReason::Limit(Limit::Backpressure));
-        SendStatus::Dropped
     }
 
     /// Queues a control frame built by `write` (pong, ping, close), bypassing
@@ -333,8 +349,17 @@ impl Net {
         }
     }
 
+    /// Queues a pong. Pongs are the one control frame the peer decides the
+    /// number of, so they count against `max_backpressure`: a client that
+    /// pings without reading cannot make the server buffer pongs forever.
     pub(crate) fn pong(&mut self, key: u32, payload: &[u8]) {
         self.queue_control(key, |out| encode::pong(out, payload));
+        let max = self.config.max_backpressure;
+        if let Some(id) = self.id(key)
+            && self.conns[key as usize].unsent() > max
+        {
+            self.overflow(id);
+        }
     }
 
     pub(crate) fn ping(&mut self, key: u32) {

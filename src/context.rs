@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use log::warn;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::component::{CloseReason, ConnId, Message, PreparedMessage, SendStatus};
 use crate::connection::{Net, Pending, Phase};
@@ -92,11 +93,13 @@ impl<'a> Context<'a> {
 
     /// Starts the close handshake with `code` and `reason` (cut to fit a
     /// control frame). `on_close` follows once the peer answers or the close
-    /// timeout passes. Codes that may not be sent (1005, 1006, 1015) become 1000.
+    /// timeout passes. Codes RFC 6455 does not allow on the wire (below
+    /// 1000, 1004 to 1006, 1015 to 2999, 5000 and up) become 1000.
     pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
-        let code = match code {
-            close_code::NO_STATUS | close_code::ABNORMAL | 1015 => close_code::NORMAL,
-            code => code,
+        let code = if CloseCode::from(code).is_allowed() {
+            code
+        } else {
+            close_code::NORMAL
         };
         self.net.close(
             conn,
@@ -209,7 +212,8 @@ impl<'a> Context<'a> {
     /// A handle to this server for later use on the loop thread (from a
     /// reactor timer or source callback), outside this callback.
     pub fn server(&self) -> Option<Server> {
-        self.net.this.upgrade().map(|core| Server { core })
+        let core = self.net.this.upgrade()?;
+        Some(Server::new(core, self.net.local_addr, self.net.service))
     }
 
     /// A `Send` handle to this server for other threads.

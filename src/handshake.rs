@@ -11,6 +11,7 @@
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::handshake::machine::TryParse;
 use tungstenite::handshake::server::{Request, create_response, write_response};
+use tungstenite::http::HeaderValue;
 
 use crate::http::{HttpRequest, HttpResponse};
 use crate::router::{Router, Target};
@@ -44,6 +45,11 @@ pub(crate) fn respond(
         Outcome::Respond { status }
     };
     let (consumed, request) = match Request::try_parse(input) {
+        // A request that arrived whole in one read is held to the limit too,
+        // not only one still growing.
+        Ok(Some((consumed, _))) if consumed > max_request => {
+            return refuse(431, "request headers too large", out);
+        }
         Ok(Some(parsed)) => parsed,
         Ok(None) if input.len() > max_request => {
             return refuse(431, "request headers too large", out);
@@ -58,7 +64,7 @@ pub(crate) fn respond(
         Err(e) => return refuse(400, &format!("bad request: {e}"), out),
     };
     let http_request = to_http_request(&request);
-    let (component, origins) = match router.find(http_request.path()) {
+    let (component, origins, protocols) = match router.find(http_request.path()) {
         None => return refuse(404, "no route for this path", out),
         Some(Target::Http(handler)) => {
             let response = handler(&http_request);
@@ -67,7 +73,11 @@ pub(crate) fn respond(
                 status: response.status,
             };
         }
-        Some(Target::WebSocket { component, origins }) => (*component, origins),
+        Some(Target::WebSocket {
+            component,
+            origins,
+            protocols,
+        }) => (*component, origins, protocols),
     };
     let wants_upgrade = request
         .headers()
@@ -88,7 +98,12 @@ pub(crate) fn respond(
         return refuse(403, "origin not allowed", out);
     }
     match create_response(&request) {
-        Ok(response) => {
+        Ok(mut response) => {
+            if let Some(chosen) = choose_protocol(&request, protocols) {
+                response
+                    .headers_mut()
+                    .insert("Sec-WebSocket-Protocol", chosen);
+            }
             // Writing into a Vec cannot fail.
             let _ = write_response(&mut *out, &response);
             Outcome::Upgrade {
@@ -107,6 +122,22 @@ pub(crate) fn respond(
         }
         Err(e) => refuse(400, &format!("bad upgrade request: {e}"), out),
     }
+}
+
+/// The first of the route's subprotocols (in its order of preference) that
+/// the client offered in `Sec-WebSocket-Protocol`, if any.
+fn choose_protocol(request: &Request, supported: &[String]) -> Option<HeaderValue> {
+    let offered: Vec<&str> = request
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(str::trim))
+        .collect();
+    supported
+        .iter()
+        .find(|p| offered.contains(&p.as_str()))
+        .and_then(|p| HeaderValue::from_str(p).ok())
 }
 
 fn to_http_request(request: &Request) -> HttpRequest {
@@ -137,6 +168,7 @@ mod tests {
             Target::WebSocket {
                 component: 7,
                 origins: Origins::from_list(&["good.example"]),
+                protocols: vec!["v2.chat".into(), "v1.chat".into()],
             },
         );
         router.insert(
@@ -173,6 +205,22 @@ mod tests {
         // The example key from RFC 6455 §1.3.
         assert!(out.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
         assert!(!out.to_ascii_lowercase().contains("extensions"));
+    }
+
+    #[test]
+    fn subprotocol_is_the_routes_first_choice_among_those_offered() {
+        let offer = UPGRADE.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Protocol: v1.chat, v2.chat\r\n\r\n",
+        );
+        let (_, out) = run(&offer);
+        assert!(out.contains("sec-websocket-protocol: v2.chat\r\n"), "{out}");
+        let (_, out) =
+            run(&UPGRADE.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"));
+        assert!(
+            !out.to_ascii_lowercase().contains("sec-websocket-protocol"),
+            "{out}"
+        );
     }
 
     #[test]

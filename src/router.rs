@@ -66,8 +66,13 @@ pub type HttpHandler = Rc<dyn Fn(&HttpRequest) -> HttpResponse>;
 
 /// What a path leads to.
 pub(crate) enum Target {
-    /// A WebSocket route: the index of its component and its origins.
-    WebSocket { component: usize, origins: Origins },
+    /// A WebSocket route: the index of its component, its origins, and the
+    /// subprotocols it speaks in order of preference.
+    WebSocket {
+        component: usize,
+        origins: Origins,
+        protocols: Vec<String>,
+    },
     /// A plain HTTP route.
     Http(HttpHandler),
 }
@@ -151,6 +156,7 @@ mod tests {
             Target::WebSocket {
                 component: 0,
                 origins: origins.clone(),
+                protocols: Vec::new(),
             },
         );
         router.insert(
@@ -158,6 +164,7 @@ mod tests {
             Target::WebSocket {
                 component: 1,
                 origins,
+                protocols: Vec::new(),
             },
         );
         assert!(matches!(

@@ -89,7 +89,7 @@ impl ServerCore {
                 None => PostAction::Remove,
             });
             let service = reactor.add_service(this.clone() as Weak<dyn Any>);
-            let mut net = Net::new(config, handler, this.clone(), service);
+            let mut net = Net::new(config, handler, this.clone(), service, local_addr);
             // Reserve the table for every connection the config allows: the
             // untouched part costs address space, not memory, and the table
             // never doubles (which would leave half of it resident and idle).
@@ -130,7 +130,8 @@ impl ServerCore {
             c.listener = Some(listener);
             c.sweep = Some(sweep);
         }
-        Ok(Server { core })
+        let service = core.borrow().net.service;
+        Ok(Server::new(core, local_addr, service))
     }
 
     fn ready(&mut self, reactor: &mut Reactor, event: &Event) {
@@ -163,12 +164,17 @@ impl ServerCore {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                Err(e) if out_of_descriptors(&e) => {
-                    if !self.shed_one_connection() {
+                Err(e) if out_of_descriptors(&e) => match self.shed_one_connection() {
+                    Shed::One => {}
+                    // Linux reports EMFILE before it looks at the backlog, so
+                    // an empty backlog looks the same as a full one: stop
+                    // here, or this loop spins while every descriptor is used.
+                    Shed::NothingPending => return,
+                    Shed::NoReserve => {
                         error!("accept: {e}; no reserve descriptor left, pending connections wait");
                         return;
                     }
-                }
+                },
                 Err(e) => {
                     error!("accept failed: {e}");
                     return;
@@ -178,20 +184,33 @@ impl ServerCore {
     }
 
     /// Accepts one pending connection with the reserve descriptor's slot and
-    /// closes it at once. False if there was no reserve to spend.
-    fn shed_one_connection(&mut self) -> bool {
+    /// closes it at once.
+    fn shed_one_connection(&mut self) -> Shed {
         if self.reserve_fd.take().is_none() {
-            return false;
+            return Shed::NoReserve;
         }
-        if let Some(listener) = &self.listener
-            && let Ok((stream, peer)) = listener.accept()
-        {
-            self.refused += 1;
-            warn!("out of file descriptors: refused {peer}");
-            drop(stream);
-        }
+        let shed = match self.listener.as_ref().map(TcpListener::accept) {
+            Some(Ok((stream, peer))) => {
+                self.refused += 1;
+                warn!("out of file descriptors: refused {peer}");
+                drop(stream);
+                Shed::One
+            }
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Shed::One
+            }
+            _ => Shed::NothingPending,
+        };
         self.reserve_fd = File::open("/dev/null").ok();
-        self.reserve_fd.is_some()
+        match self.reserve_fd {
+            Some(_) => shed,
+            None => Shed::NoReserve,
+        }
     }
 
     fn admit(&mut self, reactor: &mut Reactor, stream: TcpStream, peer: SocketAddr) {
@@ -644,6 +663,17 @@ impl ServerCore {
     }
 }
 
+/// What [`ServerCore::shed_one_connection`] did.
+enum Shed {
+    /// Accepted and closed one pending connection (or one aborted on its
+    /// own): accept again.
+    One,
+    /// The backlog was empty.
+    NothingPending,
+    /// No reserve descriptor could be spent or reopened.
+    NoReserve,
+}
+
 enum Expiry {
     Handshake,
     Ping,
@@ -730,13 +760,29 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 /// this handle refuses with [`Error::Reentrant`] there.
 #[derive(Clone)]
 pub struct Server {
-    pub(crate) core: Rc<RefCell<ServerCore>>,
+    core: Rc<RefCell<ServerCore>>,
+    /// Copied out of the core so they can be read from inside callbacks,
+    /// while the core is borrowed.
+    local_addr: SocketAddr,
+    service: usize,
 }
 
 impl Server {
+    pub(crate) fn new(
+        core: Rc<RefCell<ServerCore>>,
+        local_addr: SocketAddr,
+        service: usize,
+    ) -> Server {
+        Server {
+            core,
+            local_addr,
+            service,
+        }
+    }
+
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.core.borrow().local_addr
+        self.local_addr
     }
 
     /// Runs `f` with a context on this server: send to connections, close
@@ -781,12 +827,14 @@ impl Server {
 
     /// A `Send` handle for other threads.
     pub fn handle(&self, reactor: &Reactor) -> ServerHandle {
-        ServerHandle::new(reactor.handle(), self.core.borrow().net.service)
+        ServerHandle::new(reactor.handle(), self.service)
     }
 
     /// Number of connections, including those still in the handshake.
-    pub fn connection_count(&self) -> usize {
-        self.core.borrow().net.conns.len()
+    /// Inside a callback use [`Context::connections`] instead.
+    pub fn connection_count(&self) -> Result<usize> {
+        let core = self.core.try_borrow().map_err(|_| Error::Reentrant)?;
+        Ok(core.net.conns.len())
     }
 
     /// Drops every connection now (components get `on_close` with
@@ -801,14 +849,10 @@ impl Server {
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.core.try_borrow() {
-            Ok(core) => f
-                .debug_struct("Server")
-                .field("local_addr", &core.local_addr)
-                .field("connections", &core.net.conns.len())
-                .finish(),
-            Err(_) => f.write_str("Server { <busy> }"),
-        }
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.connection_count().ok())
+            .finish()
     }
 }
 
@@ -839,9 +883,13 @@ impl ServerHandle {
             let Ok(core) = server.downcast::<RefCell<ServerCore>>() else {
                 return;
             };
-            let server = Server { core };
-            if let Err(e) = server.with(reactor, f) {
-                error!("cross-thread task: {e}");
+            let local_addr = core.borrow().local_addr;
+            let server = Server::new(core, local_addr, service);
+            // A panicking task must not take the loop down with it.
+            match catch_unwind(AssertUnwindSafe(|| server.with(reactor, f))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!("cross-thread task: {e}"),
+                Err(payload) => error!("cross-thread task panicked: {}", panic_message(&*payload)),
             }
         })
     }

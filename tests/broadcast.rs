@@ -1,0 +1,72 @@
+//! Broadcast: with 200 clients on a chat route, every client gets every
+//! message exactly once, the sender's own included.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pawl::{CloseReason, Component, ConnId, Context, Message};
+use util::{Received, TestServer, app};
+
+const CLIENTS: usize = 200;
+
+/// The seed's MyChat.
+#[derive(Default)]
+struct MyChat {
+    clients: BTreeSet<ConnId>,
+}
+
+impl Component for MyChat {
+    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+        self.clients.insert(conn);
+        // Tell the client it is on the list, so the test knows when all are.
+        let _ = ctx.send_text(conn, "welcome");
+    }
+    fn on_message(&mut self, ctx: &mut Context<'_>, _: ConnId, message: Message<'_>) {
+        let sent = ctx.broadcast(self.clients.iter().copied(), message);
+        assert_eq!(sent, self.clients.len(), "every open client takes it");
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
+        self.clients.remove(&conn);
+    }
+}
+
+#[test]
+fn every_client_gets_every_message_exactly_once() {
+    let server = TestServer::start(|| {
+        let mut app = app();
+        app.route("/chat", MyChat::default(), &["*"]);
+        app
+    });
+    let mut clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = server.client("/chat");
+            client.expect_text("welcome");
+            client
+        })
+        .collect();
+
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send_text(&format!("from {i}"));
+    }
+
+    let expected: BTreeSet<String> = (0..CLIENTS).map(|i| format!("from {i}")).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for _ in 0..CLIENTS {
+            *counts.entry(client.text()).or_default() += 1;
+        }
+        let got: BTreeSet<String> = counts.keys().cloned().collect();
+        assert_eq!(got, expected, "client {i} got a different set of messages");
+        assert!(
+            counts.values().all(|&n| n == 1),
+            "client {i} got a message twice: {counts:?}"
+        );
+    }
+
+    // Nothing more is queued for anyone: a last round trip arrives next.
+    clients[0].send_text("last");
+    for client in &mut clients {
+        assert_eq!(client.recv(), Received::Text("last".into()));
+    }
+}

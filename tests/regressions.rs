@@ -1,0 +1,153 @@
+//! One test per fixed bug, named after what went wrong.
+
+mod util;
+
+use pawl::{EchoServer, ServerConfig};
+use util::{Raw, TestServer, app, upgrade_request};
+
+/// max_request_size was only checked while the request was incomplete: an
+/// oversized request that arrived whole in one read was upgraded.
+#[test]
+fn oversized_request_arriving_in_one_read_gets_431() {
+    let server = TestServer::start(|| {
+        let mut app = app();
+        app.config(ServerConfig::default().max_request_size(1024));
+        app.route("/echo", EchoServer, &["*"]);
+        app
+    });
+    let mut raw = Raw::connect(server.addr);
+    let filler = format!("X-Filler: {}", "a".repeat(2000));
+    raw.send(upgrade_request("/echo", &[&filler]).as_bytes());
+    let (status, head) = raw.response();
+    assert_eq!(status, 431, "{head}");
+    raw.read_to_end();
+}
+
+/// At the open-files limit, accept(2) reports EMFILE even with an empty
+/// backlog; the server took that for a pending connection, spent its reserve
+/// descriptor on an accept that found nothing, and looped there for good:
+/// 100% CPU, and the connection that took the last descriptor (like every
+/// other) was never served again.
+#[test]
+fn reaching_the_descriptor_limit_does_not_stall_the_loop() {
+    let pawl = util::Pawl::start(&[], Some(48));
+    let mut clients = Vec::new();
+    loop {
+        match util::Client::try_connect(pawl.addr, "/echo", &[]) {
+            Ok(client) => clients.push(client),
+            Err(tungstenite::Error::Io(e)) if util::is_timeout(&e) => {
+                panic!("the loop stalled after {} connections", clients.len())
+            }
+            Err(_) => break, // refused: the limit is reached
+        }
+        assert!(
+            clients.len() < 48,
+            "never refused under a 48-descriptor limit"
+        );
+    }
+    let last = clients.last_mut().expect("some connections fit");
+    last.send_text("served");
+    last.expect_text("served");
+}
+
+/// `Context::close` sent any code it was given; codes RFC 6455 forbids on
+/// the wire (below 1000, 1004, 1016-2999, 5000 and up) made a conformant
+/// client fail the connection with a protocol error instead of closing.
+#[test]
+fn close_with_a_code_that_may_not_be_sent_sends_1000() {
+    let (recorder, _events) = util::Recorder::new(true);
+    let server = TestServer::start(move || {
+        let mut app = app();
+        app.route("/rec", recorder, &["*"]);
+        app
+    });
+    for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+        let mut client = server.client("/rec");
+        client.send_text(&format!("close {code} why"));
+        match client.try_recv() {
+            Ok(util::Received::Close(got, reason)) => {
+                assert_eq!((got, reason.as_str()), (1000, "why"), "close {code}")
+            }
+            other => panic!("close {code}: expected a close frame, got {other:?}"),
+        }
+    }
+    for code in [1000, 1001, 1003, 1011, 3000, 4999] {
+        let mut client = server.client("/rec");
+        client.send_text(&format!("close {code} why"));
+        assert_eq!(client.expect_close(code), "why");
+    }
+}
+
+/// Pongs (like every control frame) were queued without the outbound limit:
+/// a client that sent pings and never read made the server buffer pongs
+/// without bound.
+#[test]
+fn a_ping_flood_from_a_client_that_never_reads_is_closed() {
+    use std::io::Write;
+    let (recorder, events) = util::Recorder::new(true);
+    let server = TestServer::start(move || {
+        let mut app = app();
+        app.config(
+            ServerConfig::default()
+                .backpressure_threshold(256 << 10)
+                .max_backpressure(1 << 20),
+        );
+        app.route("/echo", recorder, &["*"]);
+        app
+    });
+    let mut raw = Raw::upgrade(server.addr, "/echo");
+    let id = events.opened();
+    let ping = util::client_frame(true, 0x9, &[b'p'; 125]);
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    // 256 MiB of pings would mean as much in pongs; the server must give up
+    // on us long before (its 1 MiB limit plus what the kernel buffers).
+    let mut sent = 0usize;
+    let closed = loop {
+        if raw.stream.write_all(&batch).is_err() {
+            break true;
+        }
+        sent += batch.len();
+        if sent > 256 << 20 {
+            break false;
+        }
+    };
+    assert!(closed, "still connected after {} MiB of pings", sent >> 20);
+    assert_eq!(
+        events.closed(id),
+        pawl::CloseReason::Limit(pawl::Limit::Backpressure)
+    );
+}
+
+/// `Server::local_addr` (and `handle`) borrowed the server a callback had
+/// already borrowed: calling them on `ctx.server()` inside `on_message`
+/// panicked, and the client got 1011.
+#[test]
+fn server_handle_methods_work_inside_a_callback() {
+    struct Reporter;
+    impl pawl::Component for Reporter {
+        fn on_message(
+            &mut self,
+            ctx: &mut pawl::Context<'_>,
+            conn: pawl::ConnId,
+            _: pawl::Message<'_>,
+        ) {
+            let server = ctx.server().expect("the server is alive");
+            let busy = matches!(server.connection_count(), Err(pawl::Error::Reentrant));
+            let reply = format!("{} busy={busy}", server.local_addr().port());
+            let _ = ctx.send_text(conn, &reply);
+        }
+    }
+    let server = TestServer::start(|| {
+        let mut app = app();
+        app.route("/report", Reporter, &["*"]);
+        app
+    });
+    let mut client = server.client("/report");
+    client.send_text("where are you?");
+    client.expect_text(&format!("{} busy=true", server.addr.port()));
+}
