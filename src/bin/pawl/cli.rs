@@ -138,17 +138,13 @@ impl Args {
     }
 
     /// Where the chat keeps its backlog.
-    pub fn store_config(&self) -> pawl::Result<StoreConfig> {
-        if self.presence_ttl < Duration::from_millis(30) {
-            return Err(pawl::Error::Config(
-                "--presence-ttl must be at least 30ms".into(),
-            ));
-        }
-        Ok(StoreConfig {
+    /// (`--presence-ttl` is checked when the chat is mounted.)
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
             redis: self.redis.clone(),
             redis_max_queued: self.redis_max_queued,
             presence_ttl: self.presence_ttl,
-        })
+        }
     }
 
     /// `--bind` split into host and port (`[::1]:8080` works too).

@@ -52,7 +52,7 @@ fn run(args: &Args) -> pawl::Result<()> {
         &mut app,
         &mut reactor,
         chat_config,
-        &args.store_config()?,
+        &args.store_config(),
         &origins,
     )?;
     let server = app.listen(&mut reactor)?;

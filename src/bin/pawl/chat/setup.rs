@@ -13,15 +13,30 @@ use super::redis_store::RedisStore;
 use super::store::{MemoryStore, Store};
 use super::{Chat, ChatConfig, page};
 
+/// Below this, refreshing presence every third of it would be most of
+/// what a node does.
+const MIN_PRESENCE_TTL: Duration = Duration::from_millis(30);
+
 /// Where the chat keeps its backlog.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// `redis://...`, or `None` for memory only.
     pub redis: Option<String>,
     /// Redis writes kept while Redis is unreachable.
     pub redis_max_queued: usize,
     /// How long a node's presence outlives its last refresh in Redis.
+    /// Default 3 s.
     pub presence_ttl: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            redis: None,
+            redis_max_queued: 10_000,
+            presence_ttl: Duration::from_secs(3),
+        }
+    }
 }
 
 /// The chat once mounted; [`Mounted::attach`] it to the server `listen`
@@ -42,6 +57,10 @@ pub fn mount(
     store: &StoreConfig,
     origins: &[&str],
 ) -> pawl::Result<Mounted> {
+    if store.presence_ttl < MIN_PRESENCE_TTL {
+        let what = format!("--presence-ttl must be at least {MIN_PRESENCE_TTL:?}");
+        return Err(pawl::Error::Config(what));
+    }
     let redis = match &store.redis {
         Some(url) => {
             // Every chat write is idempotent (ZADD scored by id, HSET, SADD,
