@@ -261,6 +261,24 @@ fn a_killed_node_drops_out_of_presence_within_the_bound() {
 }
 
 #[test]
+fn a_node_stopped_gracefully_says_goodbye_at_once() {
+    let redis = Redis::start();
+    // A long expiry: only the goodbye can make this quick.
+    let long = ["--redis", &redis.url(), "--presence-ttl", "60s"];
+    let (a, b) = (Pawl::start(&long), Pawl::start(&long));
+    wait_for_nodes(&redis, 2);
+    let mut alice = a.client("lobby");
+    alice.join("alice");
+    let mut bob = b.client("lobby");
+    let welcome = bob.join("bob");
+    sees_online(&mut bob, &welcome, "alice");
+
+    a.terminate();
+    expect_presence(&mut bob, "left", "alice");
+    assert_eq!(redis.int(&["SCARD", "pawl:chat:nodes"]), 1);
+}
+
+#[test]
 fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
     let mut redis = Redis::start();
     let (a, b) = (node(&redis), node(&redis));

@@ -207,6 +207,22 @@ impl Cluster {
         });
         let this = self.clone();
         reactor.add_periodic(self.ttl / 3, move |reactor| this.refresh(reactor));
+        // A graceful stop says goodbye at once rather than after `ttl`
+        // (the loop still turns while connections close, which flushes it).
+        let this = self.clone();
+        reactor.add_stop_hook(move |reactor| {
+            let here = this.with_chat(reactor, |chat, _| chat.snapshot(0));
+            for (room, users) in here.map(|s| s.rooms).unwrap_or_default() {
+                for present in users {
+                    let name = present.user.name;
+                    this.publish(&room, Event::Left { name });
+                }
+            }
+            let key = node_key(&this.node);
+            this.client.send(&[b"DEL", key.as_bytes()]);
+            this.client
+                .send(&[b"SREM", NODES_KEY.as_bytes(), this.node.as_bytes()]);
+        });
     }
 
     /// The next id of `room` from Redis; `then` gets it later on the loop,
