@@ -14,6 +14,7 @@ use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::Reactor;
 use crate::router::{Origins, Router, Target};
 use crate::server::{Server, ServerCore};
+use crate::tls::TlsConfig;
 
 /// A WebSocket application: components on paths, served on one address.
 ///
@@ -30,6 +31,7 @@ pub struct App {
     config: ServerConfig,
     router: Router,
     components: Vec<Box<dyn Component>>,
+    tls: Option<TlsConfig>,
 }
 
 enum Address {
@@ -56,12 +58,21 @@ impl App {
             config: ServerConfig::default(),
             router: Router::default(),
             components: Vec::new(),
+            tls: None,
         }
     }
 
     /// Sets limits and timeouts (see [`ServerConfig`]).
     pub fn config(&mut self, config: ServerConfig) -> &mut Self {
         self.config = config;
+        self
+    }
+
+    /// Serves `wss://` (and `https://` for [`App::http`] routes) instead of
+    /// plain TCP: every connection starts with a TLS handshake, on the loop,
+    /// within the handshake timeout.
+    pub fn tls(&mut self, tls: TlsConfig) -> &mut Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -114,9 +125,31 @@ impl App {
             }
         };
         let routes = self.router.describe();
-        let server =
-            ServerCore::start(reactor, listener, self.router, self.components, self.config)?;
-        info!("pawl listening on {}: {routes}", server.local_addr());
+        // Tests and scripts parse `listening on ADDR:` from this line.
+        let over_tls = if self.tls.is_some() {
+            " (over TLS)"
+        } else {
+            ""
+        };
+        if !self.config.trusted_proxies.is_empty() {
+            info!(
+                "X-Forwarded-For believed from {}",
+                self.config.trusted_proxies
+            );
+        }
+        let tls = self.tls.map(|t| t.rustls);
+        let server = ServerCore::start(
+            reactor,
+            listener,
+            self.router,
+            self.components,
+            self.config,
+            tls,
+        )?;
+        info!(
+            "pawl listening on {}: {routes}{over_tls}",
+            server.local_addr()
+        );
         Ok(server)
     }
 
@@ -147,6 +180,7 @@ impl fmt::Debug for App {
         f.debug_struct("App")
             .field("routes", &self.router)
             .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

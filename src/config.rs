@@ -6,6 +6,7 @@ use std::time::Duration;
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::error::{Error, Result};
+use crate::proxy::TrustedProxies;
 
 /// Limits and timeouts of a WebSocket server.
 ///
@@ -56,6 +57,10 @@ pub struct ServerConfig {
     /// exceed the largest message you send. Default 64 MiB (plus the message
     /// that crossed it).
     pub max_backpressure: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (see
+    /// [`Context::remote_addr`](crate::Context::remote_addr)). Default
+    /// none: the header is ignored, since a direct client could forge it.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +76,7 @@ impl Default for ServerConfig {
             max_request_size: 16 << 10,
             backpressure_threshold: 1 << 20,
             max_backpressure: 64 << 20,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -127,6 +133,12 @@ impl ServerConfig {
     /// Sets [`ServerConfig::max_backpressure`].
     pub fn max_backpressure(mut self, bytes: usize) -> Self {
         self.max_backpressure = bytes;
+        self
+    }
+
+    /// Sets [`ServerConfig::trusted_proxies`].
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 

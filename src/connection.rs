@@ -129,7 +129,9 @@ impl Connection {
     }
 
     /// Writes queued output until done or `WouldBlock`. `Ok(true)` when
-    /// everything went out.
+    /// everything went out, including what the transport holds (TLS
+    /// records): a writable event calls this with nothing queued to push
+    /// those.
     pub(crate) fn write_out(&mut self) -> io::Result<bool> {
         while self.out_start < self.out.len() {
             match self.stream.write(&self.out[self.out_start..]) {
@@ -158,7 +160,11 @@ impl Connection {
             self.out.clear();
         }
         self.out_start = 0;
-        Ok(true)
+        match self.stream.flush() {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -266,6 +272,21 @@ impl Net {
         self.conns
             .get_mut(id.key as usize)
             .filter(|c| c.generation == id.generation)
+    }
+
+    /// The client's address: `X-Forwarded-For` when the peer is a trusted
+    /// proxy, the peer otherwise.
+    pub(crate) fn client_addr(&self, conn: &Connection) -> SocketAddr {
+        let proxies = &self.config.trusted_proxies;
+        if proxies.is_empty() {
+            return conn.peer;
+        }
+        let forwarded = conn.request.as_deref().into_iter().flat_map(|r| {
+            r.headers()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|(_, value)| value)
+        });
+        proxies.client(conn.peer, forwarded).unwrap_or(conn.peer)
     }
 
     /// Lists the connection for the end-of-turn flush.

@@ -117,8 +117,16 @@ impl<'a> Context<'a> {
         self.net.get(conn).is_some_and(|c| c.phase == Phase::Open)
     }
 
-    /// The peer's address.
+    /// The client's address: the TCP peer's, or, when the peer is one of
+    /// the [`trusted_proxies`](crate::ServerConfig::trusted_proxies), the
+    /// client its `X-Forwarded-For` names (port 0 unless the header gave
+    /// one). [`Context::peer_addr`] is the TCP peer either way.
     pub fn remote_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.net.get(conn).map(|c| self.net.client_addr(c))
+    }
+
+    /// The TCP peer's address: the proxy's, behind a reverse proxy.
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         self.net.get(conn).map(|c| c.peer)
     }
 

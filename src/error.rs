@@ -27,6 +27,10 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The TLS configuration cannot be used: a certificate or key file is
+    /// unreadable, empty, or the two do not match.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server was used from inside one of its own callbacks, where the
     /// callback's [`Context`](crate::Context) must be used instead.
     #[error("the server is busy in one of its own callbacks; use the callback's Context")]

@@ -13,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use log::{debug, error, warn};
 use mio::Interest;
@@ -60,6 +61,8 @@ pub(crate) struct ServerCore {
     /// A graceful stop waits for this server.
     holding_stop: bool,
     refused: u64,
+    /// Set for `wss://`: every accepted socket starts a TLS session.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerCore {
@@ -70,6 +73,7 @@ impl ServerCore {
         router: Router,
         components: Vec<Box<dyn Component>>,
         config: ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Server> {
         config.validate()?;
         let local_addr = listener.local_addr()?;
@@ -106,6 +110,7 @@ impl ServerCore {
                 reserve_fd: File::open("/dev/null").ok(),
                 holding_stop: false,
                 refused: 0,
+                tls,
             })
         });
         let handler = core.borrow().net.handler;
@@ -233,7 +238,16 @@ impl ServerCore {
         let entry = self.net.conns.vacant_entry();
         let key = entry.key() as u32;
         let token = self.net.handler.sub_token(key);
-        let mut transport = Transport::Plain(stream);
+        let mut transport = match &self.tls {
+            None => Transport::Plain(stream),
+            Some(config) => match Transport::tls(stream, config.clone()) {
+                Ok(t) => t,
+                Err(e) => {
+                    error!("{peer}: TLS session: {e}");
+                    return;
+                }
+            },
+        };
         // Both interests, once: with edge triggering a writable event only
         // comes after a write hit WouldBlock, so this costs no wakeups and
         // saves an epoll_ctl per backed-up write.
@@ -339,8 +353,18 @@ impl ServerCore {
                     key,
                     generation: conn.generation,
                 };
-                debug!("{id} opened from {} on {}", conn.peer, request.path());
                 conn.request = Some(request);
+                let conn = &self.net.conns[key as usize];
+                let client = self.net.client_addr(conn);
+                if client == conn.peer {
+                    debug!("{id} opened from {client} on {}", request_path(conn));
+                } else {
+                    debug!(
+                        "{id} opened from {client} (via proxy {}) on {}",
+                        conn.peer,
+                        request_path(conn)
+                    );
+                }
                 self.net.mark_dirty(key);
                 self.call(reactor, component as u32, Some(key), |c, ctx| {
                     c.on_open(ctx, id)
@@ -661,6 +685,10 @@ impl ServerCore {
         }
         self.settle(reactor);
     }
+}
+
+fn request_path(conn: &Connection) -> &str {
+    conn.request.as_deref().map_or("", |r| r.path())
 }
 
 /// What [`ServerCore::shed_one_connection`] did.

@@ -1,11 +1,12 @@
 //! Command-line flags. One vocabulary across the project: `--bind`,
 //! `--redis`, `--tls-cert`/`--tls-key`, `--workers`, `--log-level`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
-use pawl::ServerConfig;
+use pawl::{ServerConfig, TlsConfig, TrustedProxies};
 
 use crate::chat::ChatConfig;
 use crate::chat::setup::StoreConfig;
@@ -18,6 +19,26 @@ pub struct Args {
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub bind: String,
+
+    /// PEM certificate chain: serve wss:// (and https://) instead of ws://.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Processes serving the port together (SO_REUSEPORT), each a full
+    /// single-threaded server, under a supervisor that restarts them; 1 runs
+    /// one process and no supervisor.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+
+    /// Reverse proxy (IP or CIDR, e.g. 127.0.0.1 or 10.0.0.0/8) whose
+    /// X-Forwarded-For names the client; repeat for several.
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    pub trusted_proxy: Vec<String>,
 
     /// Allowed Origin (host or full origin); repeat for several. `*` allows any.
     #[arg(long = "origin", value_name = "ORIGIN", default_value = "*")]
@@ -109,7 +130,8 @@ impl Args {
             .close_timeout(self.close_timeout)
             .max_request_size(self.max_request_size)
             .backpressure_threshold(self.backpressure_threshold)
-            .max_backpressure(self.max_backpressure);
+            .max_backpressure(self.max_backpressure)
+            .trusted_proxies(self.trusted_proxies()?);
         config.validate()?;
         Ok(config)
     }
@@ -154,6 +176,24 @@ impl Args {
         let port = port.parse().map_err(|_| bad())?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         Ok((host.to_owned(), port))
+    }
+
+    /// `--trusted-proxy`, parsed.
+    pub fn trusted_proxies(&self) -> pawl::Result<TrustedProxies> {
+        let mut proxies = TrustedProxies::new();
+        for net in &self.trusted_proxy {
+            proxies.add(net)?;
+        }
+        Ok(proxies)
+    }
+
+    /// The TLS settings of `--tls-cert`/`--tls-key`, if given: the files are
+    /// read and checked now, so a bad path fails at startup.
+    pub fn tls_config(&self) -> pawl::Result<Option<TlsConfig>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => TlsConfig::from_pem_files(cert, key).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 

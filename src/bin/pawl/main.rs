@@ -10,6 +10,7 @@
 mod broadcast;
 mod chat;
 mod cli;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -28,13 +29,27 @@ fn main() -> ExitCode {
     {
         eprintln!("pawl: cannot start logging: {e}");
     }
-    match run(&args) {
+    let result = if args.workers > 1 && workers::worker_index().is_none() {
+        supervise(&args)
+    } else {
+        run(&args)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--workers N`: check the flags once here, so a mistake is one error
+/// rather than N workers failing and being restarted forever.
+fn supervise(args: &Args) -> pawl::Result<()> {
+    args.server_config()?;
+    args.tls_config()?;
+    let (host, port) = args.host_port()?;
+    workers::supervise(&host, port, usize::from(args.workers))
 }
 
 fn run(args: &Args) -> pawl::Result<()> {
@@ -44,8 +59,12 @@ fn run(args: &Args) -> pawl::Result<()> {
     let origins: Vec<&str> = args.origin.iter().map(String::as_str).collect();
     let mut reactor = Reactor::new()?;
     reactor.stop_on_signals()?;
-    let mut app = pawl::App::new(&host, port);
+    let mut app = workers::app(&host, port)?;
     app.config(config);
+    if let Some(tls) = args.tls_config()? {
+        app.tls(tls);
+    }
+    app.http("/health", workers::health);
     app.route("/echo", pawl::EchoServer, &origins);
     app.route("/broadcast", broadcast::Broadcast::default(), &origins);
     let chat = chat::setup::mount(
