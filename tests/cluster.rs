@@ -32,21 +32,6 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until `nodes` pawl processes subscribed to the events and wrote
-/// their presence keys.
-#[track_caller]
-fn wait_for_nodes(redis: &Redis, nodes: i64) {
-    // PUBLISH answers how many subscribers got it; a reload of a room
-    // nobody uses costs the nodes nothing.
-    let probe = r#"{"node":"test","room":"probe","event":{"type":"reload"}}"#;
-    wait_until("every node subscribed", || {
-        redis.int(&["PUBLISH", "pawl:chat:{probe}:events", probe]) == nodes
-    });
-    wait_until("every node registered", || {
-        redis.int(&["SCARD", "pawl:chat:nodes"]) == nodes
-    });
-}
-
 /// Waits for a presence event of `kind` about `name`, skipping any other
 /// presence event; returns it.
 #[track_caller]
@@ -97,7 +82,7 @@ fn hears(client: &mut Client, id: u64, text: &str) {
 fn users_on_two_nodes_talk_dm_and_see_each_other() {
     let redis = Redis::start();
     let (a, b) = (node(&redis), node(&redis));
-    wait_for_nodes(&redis, 2);
+    redis.wait_for_nodes(2);
 
     let mut alice = a.client("lobby");
     alice.join_with(json!({"name": "alice", "profile": {"color": "#e91e63", "status": "on A"}}));
@@ -177,7 +162,7 @@ fn users_on_two_nodes_talk_dm_and_see_each_other() {
 fn ids_are_unique_and_increasing_under_concurrent_says() {
     let redis = Redis::start();
     let (a, b) = (node(&redis), node(&redis));
-    wait_for_nodes(&redis, 2);
+    redis.wait_for_nodes(2);
     let mut alice = a.client("ids");
     alice.join("alice");
     let mut bob = b.client("ids");
@@ -236,7 +221,7 @@ fn ids_are_unique_and_increasing_under_concurrent_says() {
 fn a_killed_node_drops_out_of_presence_within_the_bound() {
     let redis = Redis::start();
     let (a, b) = (node(&redis), node(&redis));
-    wait_for_nodes(&redis, 2);
+    redis.wait_for_nodes(2);
     let mut alice = a.client("lobby");
     alice.join("alice");
     let mut bob = b.client("lobby");
@@ -266,7 +251,7 @@ fn a_node_stopped_gracefully_says_goodbye_at_once() {
     // A long expiry: only the goodbye can make this quick.
     let long = ["--redis", &redis.url(), "--presence-ttl", "60s"];
     let (a, b) = (Pawl::start(&long), Pawl::start(&long));
-    wait_for_nodes(&redis, 2);
+    redis.wait_for_nodes(2);
     let mut alice = a.client("lobby");
     alice.join("alice");
     let mut bob = b.client("lobby");
@@ -282,7 +267,7 @@ fn a_node_stopped_gracefully_says_goodbye_at_once() {
 fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
     let mut redis = Redis::start();
     let (a, b) = (node(&redis), node(&redis));
-    wait_for_nodes(&redis, 2);
+    redis.wait_for_nodes(2);
     let mut alice = a.client("lobby");
     alice.join("alice");
     let mut bob = b.client("lobby");
@@ -299,7 +284,7 @@ fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
     assert_eq!(texts(&ann.join("ann")["backlog"]), ["before", "alone on A"]);
 
     redis.restart();
-    wait_for_nodes(&redis, 2);
+    redis.wait_for_nodes(2);
     let back = say(&mut alice, "back");
     assert!(back > alone, "ids go on above what was said meanwhile");
     // What A said meanwhile was queued and is published once Redis is
