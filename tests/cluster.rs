@@ -248,8 +248,10 @@ fn a_killed_node_drops_out_of_presence_within_the_bound() {
 #[test]
 fn a_node_stopped_gracefully_says_goodbye_at_once() {
     let redis = Redis::start();
-    // A long expiry: only the goodbye can make this quick.
-    let long = ["--redis", &redis.url(), "--presence-ttl", "60s"];
+    // An expiry longer than the test's wait, refreshed while the stopping
+    // node waits for its clients' close frames: only the goodbye can make
+    // this quick, and a refresh must not undo it.
+    let long = ["--redis", &redis.url(), "--presence-ttl", "12s"];
     let (a, b) = (Pawl::start(&long), Pawl::start(&long));
     redis.wait_for_nodes(2);
     let mut alice = a.client("lobby");
@@ -258,9 +260,11 @@ fn a_node_stopped_gracefully_says_goodbye_at_once() {
     let welcome = bob.join("bob");
     sees_online(&mut bob, &welcome, "alice");
 
+    let stopping = Instant::now();
     a.terminate();
     expect_presence(&mut bob, "left", "alice");
     assert_eq!(redis.int(&["SCARD", "pawl:chat:nodes"]), 1);
+    assert!(stopping.elapsed() < Duration::from_secs(10));
 }
 
 #[test]

@@ -146,6 +146,9 @@ pub struct Cluster {
     /// When the client last connected: a node that was cut off itself does
     /// not declare the others dead until it has been back for `ttl`.
     connected_at: Rc<Cell<Option<Instant>>>,
+    /// Set when a graceful stop began: the node has said goodbye and must
+    /// not put its presence key back while its connections close.
+    stopping: Rc<Cell<bool>>,
 }
 
 impl Cluster {
@@ -170,6 +173,7 @@ impl Cluster {
             ttl,
             version: Rc::new(Cell::new(0)),
             connected_at: Rc::new(Cell::new(None)),
+            stopping: Rc::new(Cell::new(false)),
         };
         cluster.listen(reactor);
         Ok(cluster)
@@ -211,6 +215,7 @@ impl Cluster {
         // (the loop still turns while connections close, which flushes it).
         let this = self.clone();
         reactor.add_stop_hook(move |reactor| {
+            this.stopping.set(true);
             let here = this.with_chat(reactor, |chat, _| chat.snapshot(0));
             for (room, users) in here.map(|s| s.rooms).unwrap_or_default() {
                 for present in users {
@@ -332,7 +337,7 @@ impl Cluster {
 
     /// Writes this node's presence key, then reads every node's.
     fn refresh(&self, reactor: &mut Reactor) {
-        if !self.client.is_connected() {
+        if !self.client.is_connected() || self.stopping.get() {
             return;
         }
         let version = self.version.get();
