@@ -107,6 +107,22 @@ impl Pawl {
         Client::connect(self.addr, &format!("/chat?room={room}"))
     }
 
+    /// Stops it gracefully (SIGTERM) and waits for it to exit.
+    #[track_caller]
+    pub fn terminate(mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "pawl did not stop on SIGTERM");
+            // Waiting for another process to exit: nothing to block on
+            // with a bound.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Stops it (SIGKILL) and waits.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -121,18 +121,95 @@ impl Redis {
         }
     }
 
+    /// Polls until `count` pawl nodes are subscribed to the chat's events
+    /// and registered in `pawl:chat:nodes`.
+    #[track_caller]
+    pub fn wait_for_nodes(&self, count: i64) {
+        // PUBLISH answers how many subscribers got it; a reload of a room
+        // nobody uses costs the nodes nothing.
+        let probe = r#"{"node":"test","room":"probe","event":{"type":"reload"}}"#;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let subscribed = self.int(&["PUBLISH", "pawl:chat:{probe}:events", probe]);
+            let registered = self.int(&["SCARD", "pawl:chat:nodes"]);
+            if (subscribed, registered) == (count, count) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{subscribed} nodes subscribed and {registered} registered, expected {count}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A command's whole reply as strings: one for a bulk string (none
+    /// for nil), one per element of an array of bulk strings.
+    #[track_caller]
+    pub fn strings(&self, args: &[&str]) -> Vec<String> {
+        self.try_strings(args).expect("redis command")
+    }
+
+    fn try_strings(&self, args: &[&str]) -> std::io::Result<Vec<String>> {
+        use std::io::Read;
+
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.write_all(&encode(args))?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let bad = |what: &str| std::io::Error::other(format!("{args:?}: {what}"));
+        let (count, mut pending) = match line.as_bytes().first() {
+            Some(b'*') => {
+                let n: i64 = line[1..].trim_end().parse().map_err(|_| bad("bad array"))?;
+                (n, None)
+            }
+            Some(b'$') => (1, Some(line.clone())),
+            _ => return Err(bad(&format!("unexpected reply {line:?}"))),
+        };
+        let mut strings = Vec::new();
+        for _ in 0..count.max(0) {
+            let header = match pending.take() {
+                Some(header) => header,
+                None => {
+                    let mut header = String::new();
+                    reader.read_line(&mut header)?;
+                    header
+                }
+            };
+            let len: i64 = header
+                .trim_end()
+                .strip_prefix('$')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| bad("not a bulk string"))?;
+            if len < 0 {
+                continue;
+            }
+            let mut bytes = vec![0; len as usize + 2];
+            reader.read_exact(&mut bytes)?;
+            bytes.truncate(len as usize);
+            strings.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(strings)
+    }
+
     fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(TIMEOUT))?;
-        let mut out = format!("*{}\r\n", args.len());
-        for arg in args {
-            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(out.as_bytes())?;
+        stream.write_all(&encode(args))?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;
         Ok(line.trim_end().to_owned())
     }
+}
+
+fn encode(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len());
+    for arg in args {
+        out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    out.into_bytes()
 }
 
 impl Drop for Redis {

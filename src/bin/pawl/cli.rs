@@ -95,6 +95,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub redis_max_queued: usize,
 
+    /// With --redis: how long a pawl process stays in the others' presence
+    /// after its last refresh (refreshed every third of it). A process
+    /// that dies drops out of presence within 4/3 of this.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub presence_ttl: Duration,
+
     /// Public messages the chat keeps per room (and DMs per user).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub backlog: usize,
@@ -154,10 +160,12 @@ impl Args {
     }
 
     /// Where the chat keeps its backlog.
+    /// (`--presence-ttl` is checked when the chat is mounted.)
     pub fn store_config(&self) -> StoreConfig {
         StoreConfig {
             redis: self.redis.clone(),
             redis_max_queued: self.redis_max_queued,
+            presence_ttl: self.presence_ttl,
         }
     }
 

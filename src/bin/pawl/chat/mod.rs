@@ -3,10 +3,13 @@
 //! users), history paging and `since` resumption, over the JSON protocol in
 //! [`protocol`]. It uses only pawl's public API.
 
+pub mod cluster;
+mod join;
 mod limit;
 pub mod page;
 pub mod protocol;
 pub mod redis_store;
+mod remote;
 pub mod room;
 pub mod setup;
 pub mod store;
@@ -17,8 +20,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use log::{debug, warn};
 use pawl::{CloseReason, Component, ConnId, Context, Message};
 
+use cluster::{Cluster, Event};
 use limit::RateLimit;
-use protocol::{ChatMessage, ClientMessage, DirectMessage, ErrorCode, Profile, ServerMessage};
+use protocol::{ChatMessage, ClientMessage, DirectMessage, ErrorCode, ServerMessage};
+use redis_store::StoredMember;
 use room::{Loaded, Room};
 use store::Store;
 
@@ -69,6 +74,10 @@ pub struct Chat {
     rooms: HashMap<String, RoomEntry>,
     sessions: HashMap<ConnId, Session>,
     store: Box<dyn Store>,
+    /// Other nodes on the same Redis, with `--redis`.
+    cluster: Option<Cluster>,
+    /// The last presence version seen from each other node.
+    versions: HashMap<String, u64>,
 }
 
 struct RoomEntry {
@@ -87,6 +96,10 @@ struct Session {
     limit: RateLimit,
     /// Refused since the last message that passed; logged once per flood.
     refused: u64,
+    /// A join waits for the name's claim in Redis; later messages wait in
+    /// `held`.
+    joining: bool,
+    held: Vec<String>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -107,18 +120,40 @@ impl Chat {
             rooms: HashMap::new(),
             sessions: HashMap::new(),
             store,
+            cluster: None,
+            versions: HashMap::new(),
         }
+    }
+
+    /// Shares rooms, ids and presence with the other nodes of `cluster`.
+    pub fn with_cluster(mut self, cluster: Cluster) -> Chat {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster, when Redis is up (otherwise the chat goes on alone).
+    fn live_cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref().filter(|c| c.is_connected())
     }
 
     /// The store came back (or connected for the first time): write every
     /// room in memory back to it, then load each again to merge in what
     /// only the store had. Rooms stay usable meanwhile.
     pub fn resync(&mut self, ctx: &mut Context<'_>) {
-        let Chat { rooms, store, .. } = self;
+        let Chat {
+            rooms,
+            store,
+            cluster,
+            ..
+        } = self;
         for (name, entry) in rooms.iter() {
             if !entry.loading {
                 store.save_room(ctx, name, &entry.room);
                 store.load(ctx, name);
+                // Others may have read the room before it was written back.
+                if let Some(cluster) = cluster {
+                    cluster.publish(name, Event::Reload);
+                }
             }
         }
     }
@@ -168,7 +203,13 @@ impl Chat {
                     since,
                 },
             ) => {
-                return self.join(ctx, conn, &room_name, name, profile, token, since);
+                let request = join::JoinRequest {
+                    name,
+                    profile,
+                    token,
+                    since,
+                };
+                return self.join(ctx, conn, &room_name, request);
             }
             (Some(name), ClientMessage::Join { .. }) => {
                 let what = format!("already joined as {name}");
@@ -179,71 +220,47 @@ impl Chat {
             }
             (Some(name), request) => (name, request),
         };
-        let Chat {
-            config,
-            rooms,
-            store,
-            ..
-        } = self;
-        let Some(entry) = rooms.get_mut(&room_name) else {
+        let Some(entry) = self.rooms.get_mut(&room_name) else {
             return;
         };
         let room = &mut entry.room;
+        let max_text = self.config.max_text;
         match request {
             ClientMessage::Join { .. } => {}
             ClientMessage::Say { text } => {
-                if let Err((code, what)) = check_text(&text, config.max_text) {
+                if let Err((code, what)) = check_text(&text, max_text) {
                     return error(ctx, conn, code, &what);
                 }
-                let message = ChatMessage {
-                    id: room.next_id(),
-                    from: name,
-                    text,
-                    ts: now_ms(),
-                };
-                let json = ServerMessage::Message(&message).to_json();
-                ctx.broadcast(room.connections(), json.as_str());
-                store.save_message(ctx, &room_name, &message);
-                room.push_message(message);
+                let room = room_name.clone();
+                self.numbered(ctx, &room_name, move |chat, ctx, id| {
+                    chat.post_say(ctx, &room, name, text, id);
+                });
             }
             ClientMessage::Dm { to, text } => {
-                let Some(recipient) = room.member(&to) else {
+                if room.member(&to).is_none() {
                     let what = format!("nobody called {to:?} in this room");
                     return error(ctx, conn, ErrorCode::NoSuchUser, &what);
-                };
-                if let Err((code, what)) = check_text(&text, config.max_text) {
+                }
+                if let Err((code, what)) = check_text(&text, max_text) {
                     return error(ctx, conn, code, &what);
                 }
-                let mut conns: Vec<ConnId> = recipient.conns.iter().copied().collect();
-                if let Some(sender) = room.member(&name) {
-                    conns.extend(sender.conns.iter().copied());
-                }
-                conns.sort();
-                conns.dedup();
-                let dm = DirectMessage {
-                    id: room.next_id(),
-                    from: name,
-                    to,
-                    text,
-                    ts: now_ms(),
-                };
-                let json = ServerMessage::Dm(&dm).to_json();
-                ctx.broadcast(conns, json.as_str());
-                store.save_dm(ctx, &room_name, &dm.from, &dm);
-                if dm.to != dm.from {
-                    store.save_dm(ctx, &room_name, &dm.to, &dm);
-                }
-                room.push_dm(&dm);
+                let room = room_name.clone();
+                self.numbered(ctx, &room_name, move |chat, ctx, id| {
+                    chat.post_dm(ctx, &room, name, to, text, id);
+                });
             }
             ClientMessage::Profile { profile } => {
                 let Some(member) = room.member_mut(&name) else {
                     return;
                 };
                 member.user.profile = profile.sanitized();
-                store.save_member(ctx, &room_name, member);
+                self.store.save_member(ctx, &room_name, member);
                 let user = member.user.clone();
                 let json = ServerMessage::Profile { user: &user }.to_json();
                 ctx.broadcast(room.connections(), json.as_str());
+                if let Some(cluster) = &self.cluster {
+                    cluster.publish(&room_name, Event::Profile { user });
+                }
             }
             ClientMessage::History { before, limit } => {
                 let before = before.unwrap_or(u64::MAX);
@@ -254,78 +271,81 @@ impl Chat {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn join(
+    /// Runs `then` with the room's next id: from Redis when it is up (so
+    /// ids increase across nodes), else at once from memory (`None`).
+    fn numbered(
         &mut self,
         ctx: &mut Context<'_>,
-        conn: ConnId,
         room_name: &str,
-        name: String,
-        profile: Option<Profile>,
-        token: Option<String>,
-        since: Option<u64>,
+        then: impl FnOnce(&mut Chat, &mut Context<'_>, Option<u64>) + 'static,
     ) {
-        if let Err(what) = check_name(&name) {
-            return error(ctx, conn, ErrorCode::BadRequest, &what);
+        let floor = self.rooms.get(room_name).map_or(0, |e| e.room.last_id());
+        match self.live_cluster() {
+            Some(cluster) => cluster.next_id(room_name, floor, then),
+            None => then(self, ctx, None),
         }
-        let Chat { rooms, store, .. } = self;
-        let Some(entry) = rooms.get_mut(room_name) else {
+    }
+
+    /// A public message gets its id: sent to this node's users, stored,
+    /// announced to the other nodes.
+    fn post_say(
+        &mut self,
+        ctx: &mut Context<'_>,
+        room_name: &str,
+        from: String,
+        text: String,
+        id: Option<u64>,
+    ) {
+        let Some(entry) = self.rooms.get_mut(room_name) else {
             return;
         };
         let room = &mut entry.room;
-        let created = room.member(&name).is_none();
-        // A `since` past the room's last id comes from another history (a
-        // restart without a store): the client gets everything instead, and
-        // `last_id` in the welcome tells it to start over.
-        let since = since.filter(|&s| s <= room.last_id());
-        // A client may bring a token for a name this room does not know (the
-        // server restarted without a store): it keeps it, as the name is
-        // free anyway, so its saved token stays good.
-        let adopt = token.clone().filter(|t| plausible_token(t));
-        let make_token = || adopt.unwrap_or_else(new_token);
-        let (member, came_online) = match room.join(conn, &name, token.as_deref(), make_token) {
-            Ok(joined) => joined,
-            Err(code) => {
-                let what = format!("{name:?} is taken; joining as it needs its token");
-                return error(ctx, conn, code, &what);
-            }
+        let message = ChatMessage {
+            id: assign(room, id),
+            from,
+            text,
+            ts: now_ms(),
         };
-        let mut changed = false;
-        if let Some(profile) = profile.map(Profile::sanitized) {
-            changed = profile != member.user.profile;
-            member.user.profile = profile;
+        let json = ServerMessage::Message(&message).to_json();
+        ctx.broadcast(room.connections(), json.as_str());
+        self.store.save_message(ctx, room_name, &message);
+        if let Some(cluster) = &self.cluster {
+            let message = message.clone();
+            cluster.publish(room_name, Event::Message { message });
         }
-        if created || changed {
-            store.save_member(ctx, room_name, member);
-        }
-        let you = member.user.clone();
-        let token = member.token.clone();
-        let since_id = since.unwrap_or(0);
-        let dms: Vec<DirectMessage> = member
-            .dms
-            .iter()
-            .filter(|d| d.id > since_id)
-            .cloned()
-            .collect();
-        let welcome = ServerMessage::Welcome {
-            you: &you,
-            token: &token,
-            last_id: room.last_id(),
-            users: room.online_users(),
-            backlog: room.backlog_since(since),
-            dms: dms.iter().collect(),
+        room.insert_message(message);
+    }
+
+    /// A direct message gets its id: sent to both parties' connections
+    /// here, filed with both, announced to the other nodes.
+    fn post_dm(
+        &mut self,
+        ctx: &mut Context<'_>,
+        room_name: &str,
+        from: String,
+        to: String,
+        text: String,
+        id: Option<u64>,
+    ) {
+        let Some(entry) = self.rooms.get_mut(room_name) else {
+            return;
         };
-        send(ctx, conn, &welcome);
-        if came_online {
-            let json = ServerMessage::Joined { user: &you }.to_json();
-            ctx.broadcast(room.connections().filter(|&c| c != conn), json.as_str());
-        } else if changed {
-            let json = ServerMessage::Profile { user: &you }.to_json();
-            ctx.broadcast(room.connections(), json.as_str());
+        let room = &mut entry.room;
+        let dm = DirectMessage {
+            id: assign(room, id),
+            from,
+            to,
+            text,
+            ts: now_ms(),
+        };
+        remote::deliver_dm(ctx, room, &dm);
+        self.store.save_dm(ctx, room_name, &dm.from, &dm);
+        if dm.to != dm.from {
+            self.store.save_dm(ctx, room_name, &dm.to, &dm);
         }
-        debug!("{conn} joined {room_name:?} as {name:?}");
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.name = Some(name);
+        room.push_dm(&dm);
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(room_name, Event::Dm { dm });
         }
     }
 }
@@ -342,21 +362,7 @@ impl Component for Chat {
             ctx.close(conn, 1008, "bad room name");
             return;
         }
-        if !self.rooms.contains_key(&room) {
-            let loading = self.store.load(ctx, &room);
-            self.rooms.insert(
-                room.clone(),
-                RoomEntry {
-                    room: Room::new(self.config.backlog),
-                    loading,
-                    waiting: Vec::new(),
-                    open: 0,
-                },
-            );
-        }
-        if let Some(entry) = self.rooms.get_mut(&room) {
-            entry.open += 1;
-        }
+        self.ensure_room(ctx, &room).open += 1;
         let limit = RateLimit::new(self.config.burst, Instant::now());
         self.sessions.insert(
             conn,
@@ -365,6 +371,8 @@ impl Component for Chat {
                 name: None,
                 limit,
                 refused: 0,
+                joining: false,
+                held: Vec::new(),
             },
         );
     }
@@ -391,6 +399,13 @@ impl Component for Chat {
         let Message::Text(text) = message else {
             return error(ctx, conn, ErrorCode::BadRequest, "send JSON text frames");
         };
+        if session.joining {
+            if session.held.len() >= MAX_WAITING {
+                return error(ctx, conn, ErrorCode::RateLimited, "still joining");
+            }
+            session.held.push(text.to_owned());
+            return;
+        }
         if let Some(entry) = self.rooms.get_mut(&session.room)
             && entry.loading
         {
@@ -411,17 +426,33 @@ impl Component for Chat {
             return;
         };
         entry.open -= 1;
-        if let Some(name) = session.name
-            && entry.room.leave(conn, &name)
-        {
-            let json = ServerMessage::Left { name: &name }.to_json();
-            ctx.broadcast(entry.room.connections(), json.as_str());
+        if let Some(name) = session.name {
+            let (last_here, offline) = entry.room.leave(conn, &name);
+            if offline {
+                let json = ServerMessage::Left { name: &name }.to_json();
+                ctx.broadcast(entry.room.connections(), json.as_str());
+            }
+            if last_here && let Some(cluster) = &self.cluster {
+                cluster.publish(&session.room, Event::Left { name });
+            }
         }
         // A room nobody ever spoke or joined in is forgotten when its last
         // connection goes, so made-up room names cost nothing for long.
         if entry.open == 0 && !entry.loading && entry.room.is_empty() {
             self.rooms.remove(&session.room);
         }
+    }
+}
+
+/// The id a message takes: the one Redis handed out (raising the room's
+/// sequence to it), else the room's next.
+fn assign(room: &mut Room, id: Option<u64>) -> u64 {
+    match id {
+        Some(id) => {
+            room.note_id(id);
+            id
+        }
+        None => room.next_id(),
     }
 }
 

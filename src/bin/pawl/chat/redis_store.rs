@@ -9,7 +9,8 @@
 //!   scored by id, trimmed to the backlog size.
 //! - `pawl:chat:{ROOM}:members`: a hash of name to `{"token","profile"}`.
 //! - `pawl:chat:{ROOM}:dms:NAME`: a sorted set of NAME's direct messages.
-//! - `pawl:chat:{ROOM}:seq`: the last id handed out.
+//! - `pawl:chat:{ROOM}:seq`: the last id handed out; only ever raised
+//!   (several nodes may share it, see [`cluster`](super::cluster)).
 //!
 //! Sorted sets scored by id make every write idempotent: when Redis comes
 //! back, the whole room is written again from memory (see
@@ -27,6 +28,7 @@ use pawl::{Context, Server};
 use serde::{Deserialize, Serialize};
 
 use super::Chat;
+use super::cluster::RAISE_SEQ;
 use super::protocol::{ChatMessage, DirectMessage, Profile};
 use super::room::{Loaded, Member, Room};
 use super::store::Store;
@@ -38,11 +40,13 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(2);
 const ROOMS_KEY: &str = "pawl:chat:rooms";
 
 /// A member as stored in the members hash.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredMember {
-    token: String,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredMember {
+    /// The name's secret.
+    pub token: String,
+    /// The profile.
     #[serde(default)]
-    profile: Profile,
+    pub profile: Profile,
 }
 
 /// The Redis store. Its replies reach the chat through the [`Server`]
@@ -108,21 +112,32 @@ impl RedisStore {
             .send(&[b"ZREMRANGEBYRANK", key.as_bytes(), b"0", stop.as_bytes()]);
     }
 
+    /// Raises the room's sequence to `id`: a plain SET could lower it
+    /// under an id another node has handed out since.
     fn set_seq(&self, room: &str, id: u64) {
         let key = Self::key(room, "seq");
-        self.client
-            .send(&[b"SET", key.as_bytes(), id.to_string().as_bytes()]);
+        let id = id.to_string();
+        self.client.send(&[
+            b"EVAL",
+            RAISE_SEQ.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            id.as_bytes(),
+        ]);
     }
 
-    fn hset_member(&self, room: &str, member: &Member) {
+    /// `HSET`, or `HSETNX` when writing a room back: another node may have
+    /// changed the member since this one read it.
+    fn hset_member(&self, room: &str, member: &Member, only_new: bool) {
         let stored = StoredMember {
             token: member.token.clone(),
             profile: member.user.profile.clone(),
         };
         let json = serde_json::to_string(&stored).unwrap_or_default();
         let key = Self::key(room, "members");
+        let command: &[u8] = if only_new { b"HSETNX" } else { b"HSET" };
         self.client.send(&[
-            b"HSET",
+            command,
             key.as_bytes(),
             member.user.name.as_bytes(),
             json.as_bytes(),
@@ -256,7 +271,7 @@ impl Store for RedisStore {
     fn save_member(&mut self, _: &mut Context<'_>, room: &str, member: &Member) {
         self.client
             .send(&[b"SADD", ROOMS_KEY.as_bytes(), room.as_bytes()]);
-        self.hset_member(room, member);
+        self.hset_member(room, member, false);
     }
 
     fn save_room(&mut self, _: &mut Context<'_>, name: &str, room: &Room) {
@@ -266,7 +281,7 @@ impl Store for RedisStore {
         self.client
             .send(&[b"SADD", ROOMS_KEY.as_bytes(), name.as_bytes()]);
         for member in room.members() {
-            self.hset_member(name, member);
+            self.hset_member(name, member, true);
             let dms = member
                 .dms
                 .iter()

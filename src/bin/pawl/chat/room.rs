@@ -13,16 +13,19 @@ pub struct Member<C = pawl::ConnId> {
     pub user: User,
     /// The secret that proves the name.
     pub token: String,
-    /// Open connections (tabs); online while not empty.
+    /// Open connections (tabs) on this process.
     pub conns: BTreeSet<C>,
+    /// Other pawl processes (node ids) where this member has connections,
+    /// as their events and presence keys say (see `cluster`).
+    pub nodes: BTreeSet<String>,
     /// The last direct messages to or from this member, oldest first.
     pub dms: VecDeque<DirectMessage>,
 }
 
 impl<C> Member<C> {
-    /// True while any connection is open.
+    /// True while any connection is open, here or on another node.
     pub fn online(&self) -> bool {
-        !self.conns.is_empty()
+        !self.conns.is_empty() || !self.nodes.is_empty()
     }
 }
 
@@ -85,6 +88,7 @@ impl<C: Ord + Copy> Room<C> {
                 },
                 token: new_token(),
                 conns: BTreeSet::new(),
+                nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
             });
         let came_online = !member.online();
@@ -92,11 +96,55 @@ impl<C: Ord + Copy> Room<C> {
         Ok((member, came_online))
     }
 
-    /// Drops a connection; true if that took its member offline.
-    pub fn leave(&mut self, conn: C, name: &str) -> bool {
+    /// Drops a connection. Returns whether it was the member's last one
+    /// here, and whether that took the member offline everywhere.
+    pub fn leave(&mut self, conn: C, name: &str) -> (bool, bool) {
+        match self.members.get_mut(name) {
+            Some(m) if m.conns.contains(&conn) => {
+                m.conns.remove(&conn);
+                (m.conns.is_empty(), !m.online())
+            }
+            _ => (false, false),
+        }
+    }
+
+    /// Adds a member known elsewhere (another node, the store) unless
+    /// memory has it already.
+    pub fn add_member(&mut self, name: &str, token: &str, profile: Profile) -> &mut Member<C> {
         self.members
-            .get_mut(name)
-            .is_some_and(|m| m.conns.remove(&conn) && !m.online())
+            .entry(name.to_owned())
+            .or_insert_with(|| Member {
+                user: User {
+                    name: name.to_owned(),
+                    profile,
+                },
+                token: token.to_owned(),
+                conns: BTreeSet::new(),
+                nodes: BTreeSet::new(),
+                dms: VecDeque::new(),
+            })
+    }
+
+    /// Sets where `node` has `name` online; returns whether the member came
+    /// online (`true`) or went offline (`false`) everywhere, if either.
+    pub fn set_remote(&mut self, node: &str, name: &str, here: bool) -> Option<bool> {
+        let member = self.members.get_mut(name)?;
+        let before = member.online();
+        if here {
+            member.nodes.insert(node.to_owned());
+        } else {
+            member.nodes.remove(node);
+        }
+        (before != member.online()).then_some(!before)
+    }
+
+    /// Names `node` has online in this room.
+    pub fn remote_names(&self, node: &str) -> Vec<String> {
+        self.members
+            .values()
+            .filter(|m| m.nodes.contains(node))
+            .map(|m| m.user.name.clone())
+            .collect()
     }
 
     /// A member by name.
@@ -132,19 +180,41 @@ impl<C: Ord + Copy> Room<C> {
         self.last_id
     }
 
-    /// Appends a public message, dropping the oldest past the limit.
-    pub fn push_message(&mut self, message: ChatMessage) {
-        push_bounded(&mut self.backlog, message, self.keep);
+    /// Raises the sequence to at least `id` (an id handed out elsewhere).
+    pub fn note_id(&mut self, id: u64) {
+        self.last_id = self.last_id.max(id);
+    }
+
+    /// Files a public message in id order (ids from other nodes may
+    /// arrive late), dropping the oldest past the limit; false if the room
+    /// has it already or it is older than everything kept.
+    pub fn insert_message(&mut self, message: ChatMessage) -> bool {
+        self.note_id(message.id);
+        let at = self.backlog.partition_point(|m| m.id < message.id);
+        if self.backlog.get(at).is_some_and(|m| m.id == message.id)
+            || (at == 0 && self.backlog.len() >= self.keep)
+        {
+            return false;
+        }
+        self.backlog.insert(at, message);
+        while self.backlog.len() > self.keep {
+            self.backlog.pop_front();
+        }
+        true
     }
 
     /// Files a direct message with both parties (once for a note to self).
     pub fn push_dm(&mut self, dm: &DirectMessage) {
         for name in [&dm.from, &dm.to] {
             if let Some(member) = self.members.get_mut(name.as_str()) {
-                if member.dms.back().is_some_and(|last| last.id == dm.id) {
+                let at = member.dms.partition_point(|d| d.id < dm.id);
+                if member.dms.get(at).is_some_and(|d| d.id == dm.id) {
                     continue;
                 }
-                push_bounded(&mut member.dms, dm.clone(), self.keep);
+                member.dms.insert(at, dm.clone());
+                while member.dms.len() > self.keep {
+                    member.dms.pop_front();
+                }
             }
         }
     }
@@ -174,6 +244,7 @@ impl<C: Ord + Copy> Room<C> {
                 user: User { name, profile },
                 token,
                 conns: BTreeSet::new(),
+                nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
             });
         }
@@ -222,13 +293,6 @@ impl<C: Ord + Copy> Room<C> {
     }
 }
 
-fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, keep: usize) {
-    queue.push_back(item);
-    while queue.len() > keep {
-        queue.pop_front();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,8 +330,8 @@ mod tests {
             .join(conn(1), "alice", Some("t1"), || "t2".into())
             .expect("reclaimed");
         assert!(!first, "a second tab does not come online again");
-        assert!(!room.leave(conn(0), "alice"));
-        assert!(room.leave(conn(1), "alice"));
+        assert_eq!(room.leave(conn(0), "alice"), (false, false));
+        assert_eq!(room.leave(conn(1), "alice"), (true, true));
         assert!(room.online_users().is_empty());
     }
 
@@ -276,7 +340,7 @@ mod tests {
         let mut room: Room<u32> = Room::new(5);
         for _ in 0..8 {
             let id = room.next_id();
-            room.push_message(msg(id));
+            room.insert_message(msg(id));
         }
         let ids = |v: Vec<&ChatMessage>| v.iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(ids(room.backlog_since(None)), [4, 5, 6, 7, 8]);
@@ -287,10 +351,33 @@ mod tests {
     }
 
     #[test]
+    fn remote_presence_and_ordered_inserts() {
+        let mut room: Room<u32> = Room::new(3);
+        room.join(conn(0), "alice", None, || "t".into())
+            .expect("new");
+        room.add_member("bob", "tb", Profile::default());
+        assert_eq!(room.set_remote("n2", "bob", true), Some(true));
+        assert_eq!(room.set_remote("n3", "bob", true), None);
+        assert_eq!(room.online_users().len(), 2);
+        assert_eq!(room.set_remote("n2", "bob", false), None);
+        assert_eq!(room.set_remote("n3", "bob", false), Some(false));
+        room.set_remote("n2", "alice", true);
+        assert_eq!(room.leave(conn(0), "alice"), (true, false));
+        assert_eq!(room.remote_names("n2"), ["alice"]);
+        for id in [2, 5, 3, 3, 4] {
+            room.insert_message(msg(id));
+        }
+        let ids: Vec<u64> = room.backlog().map(|m| m.id).collect();
+        assert_eq!(ids, [3, 4, 5]);
+        assert!(!room.insert_message(msg(1)), "older than all kept");
+        assert_eq!(room.last_id(), 5);
+    }
+
+    #[test]
     fn merge_is_a_union_by_id() {
         let mut room: Room<u32> = Room::new(4);
         let id = room.next_id();
-        room.push_message(msg(id));
+        room.insert_message(msg(id));
         room.merge(Loaded {
             messages: vec![msg(1), msg(2), msg(3), msg(2)],
             members: vec![("bob".into(), "tb".into(), Profile::default())],

@@ -1,22 +1,42 @@
 //! Putting the chat on an app: the `/chat` route with its store, the page,
 //! and, with Redis, the client on the loop and its wiring to the server.
 
+use std::time::Duration;
+
 use log::info;
 use pawl::reactor::Reactor;
 use pawl::redis::{RedisClient, RedisConfig};
 use pawl::{App, Server};
 
+use super::cluster::Cluster;
 use super::redis_store::RedisStore;
 use super::store::{MemoryStore, Store};
 use super::{Chat, ChatConfig, page};
 
+/// Below this, refreshing presence every third of it would be most of
+/// what a node does.
+const MIN_PRESENCE_TTL: Duration = Duration::from_millis(30);
+
 /// Where the chat keeps its backlog.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// `redis://...`, or `None` for memory only.
     pub redis: Option<String>,
     /// Redis writes kept while Redis is unreachable.
     pub redis_max_queued: usize,
+    /// How long a node's presence outlives its last refresh in Redis.
+    /// Default 3 s.
+    pub presence_ttl: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            redis: None,
+            redis_max_queued: 10_000,
+            presence_ttl: Duration::from_secs(3),
+        }
+    }
 }
 
 /// The chat once mounted; [`Mounted::attach`] it to the server `listen`
@@ -24,11 +44,12 @@ pub struct StoreConfig {
 #[derive(Debug)]
 #[must_use = "attach it to the server, or Redis replies reach no chat"]
 pub struct Mounted {
-    redis: Option<RedisStore>,
+    redis: Option<(RedisStore, Cluster)>,
 }
 
 /// Mounts the chat on `/chat`, its page on `/`, and connects to Redis on
-/// `reactor` when asked to (never blocking: commands queue until it is up).
+/// `reactor` when asked to (never blocking: commands queue until it is up);
+/// with Redis, the chat spans every pawl process sharing it.
 pub fn mount(
     app: &mut App,
     reactor: &mut Reactor,
@@ -36,6 +57,10 @@ pub fn mount(
     store: &StoreConfig,
     origins: &[&str],
 ) -> pawl::Result<Mounted> {
+    if store.presence_ttl < MIN_PRESENCE_TTL {
+        let what = format!("--presence-ttl must be at least {MIN_PRESENCE_TTL:?}");
+        return Err(pawl::Error::Config(what));
+    }
     let redis = match &store.redis {
         Some(url) => {
             // Every chat write is idempotent (ZADD scored by id, HSET, SADD,
@@ -44,18 +69,22 @@ pub fn mount(
             let redis_config = RedisConfig::default()
                 .max_queued(store.redis_max_queued)
                 .retry_in_flight(true);
-            let client = RedisClient::connect(reactor, url, redis_config)
-                .map_err(|e| pawl::Error::Config(format!("--redis {url}: {e}")))?;
+            let bad = |e| pawl::Error::Config(format!("--redis {url}: {e}"));
+            let client = RedisClient::connect(reactor, url, redis_config).map_err(bad)?;
             info!("chat backlog in redis at {url}");
-            Some(RedisStore::new(client, config.backlog))
+            let cluster =
+                Cluster::connect(reactor, url, client.clone(), store.presence_ttl).map_err(bad)?;
+            Some((RedisStore::new(client, config.backlog), cluster))
         }
         None => None,
     };
-    let backend: Box<dyn Store> = match &redis {
-        Some(store) => Box::new(store.clone()),
-        None => Box::new(MemoryStore),
+    let chat = match &redis {
+        Some((store, cluster)) => {
+            Chat::new(config, Box::new(store.clone())).with_cluster(cluster.clone())
+        }
+        None => Chat::new(config, Box::new(MemoryStore) as Box<dyn Store>),
     };
-    app.route("/chat", Chat::new(config, backend), origins);
+    app.route("/chat", chat, origins);
     page::mount(app);
     Ok(Mounted { redis })
 }
@@ -63,8 +92,9 @@ pub fn mount(
 impl Mounted {
     /// Lets Redis replies reach the chat on `server`.
     pub fn attach(self, server: &Server) {
-        if let Some(store) = &self.redis {
+        if let Some((store, cluster)) = &self.redis {
             store.attach(server.clone());
+            cluster.attach(server.clone());
         }
     }
 }
