@@ -105,39 +105,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<FrameHead>, Error> {
 
 /// Appends a masked client frame with FIN set; `mask` is the masking key.
 pub fn encode_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.reserve(payload.len() + 14);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask);
+    pawl::frame::encode::masked(out, 0x80 | opcode, payload, mask);
 }
 
-/// XORs `mask` over `buf`, eight bytes at a time.
-pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut chunks = buf.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let word = u64::from_ne_bytes((&*chunk).try_into().unwrap()) ^ wide;
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i & 3];
-    }
-}
 
 /// The payloads a run sends, built so that a reply can be checked against
 /// what was sent without keeping copies: `"cccccccc:ssssssssssssssss:"` (the
@@ -226,7 +196,7 @@ mod tests {
     fn masking_is_an_involution() {
         let mut out = Vec::new();
         encode_masked(&mut out, OP_TEXT, b"hello, masked world", [1, 2, 3, 4]);
-        apply_mask(&mut out[6..], [1, 2, 3, 4]);
+        pawl::frame::mask::apply_mask(&mut out[6..], [1, 2, 3, 4]);
         assert_eq!(&out[6..], b"hello, masked world");
     }
 }

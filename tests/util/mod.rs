@@ -583,21 +583,9 @@ pub fn upgrade_request(path: &str, extra: &[&str]) -> String {
 
 /// A masked client frame (`fin`, `opcode`, payload) in wire format.
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut out = Vec::new();
+    let first = if fin { 0x80 } else { 0 } | opcode;
+    pawl::frame::encode::masked(&mut out, first, payload, [0x37, 0xfa, 0x21, 0x3d]);
     out
 }
 

@@ -8,22 +8,8 @@ const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
 
 /// A client frame: `first` is the FIN/RSV/opcode byte.
 fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], MASK);
+    let mut out = Vec::new();
+    crate::frame::encode::masked(&mut out, first, payload, MASK);
     out
 }
 
