@@ -108,7 +108,6 @@ pub fn encode_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4
     pawl::frame::encode::masked(out, 0x80 | opcode, payload, mask);
 }
 
-
 /// The payloads a run sends, built so that a reply can be checked against
 /// what was sent without keeping copies: `"cccccccc:ssssssssssssssss:"` (the
 /// connection and sequence number in hex) followed by a fixed ASCII fill,
