@@ -10,16 +10,18 @@
 //! cargo test --test nginx
 //! ```
 
+mod util;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, mpsc};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
+use util::TestServer;
 
-use pawl::reactor::Reactor;
-use pawl::{App, Component, ConnId, Context, Message, ServerConfig, ServerHandle, TrustedProxies};
+use pawl::{App, Component, ConnId, Context, Message, ServerConfig, TrustedProxies};
 use rustls::pki_types::ServerName;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message as WsMessage, WebSocket};
@@ -244,48 +246,19 @@ impl Component for WhoAmI {
 }
 
 /// pawl as a library, on its own loop thread.
-struct InProcess {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl InProcess {
-    fn start(trusted: &str) -> InProcess {
-        let proxies: TrustedProxies = trusted.parse().expect("proxies");
-        let (tx, rx) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            let mut app = App::new("127.0.0.1", 0);
-            app.config(ServerConfig::default().trusted_proxies(proxies));
-            app.route("/whoami", WhoAmI, &["*"]);
-            let mut reactor = Reactor::new().expect("reactor");
-            let server = app.listen(&mut reactor).expect("listen");
-            tx.send((server.local_addr(), server.handle(&reactor)))
-                .expect("send");
-            reactor.run().expect("loop");
-            server.close_all_now(&mut reactor).expect("close all");
-        });
-        let (addr, handle) = rx.recv_timeout(SAFETY_TIMEOUT).expect("server start");
-        InProcess {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        let _ = self.handle.stop();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+fn in_process(trusted: &str) -> TestServer {
+    let proxies: TrustedProxies = trusted.parse().expect("proxies");
+    TestServer::start(move || {
+        let mut app = App::new("127.0.0.1", 0);
+        app.config(ServerConfig::default().trusted_proxies(proxies));
+        app.route("/whoami", WhoAmI, &["*"]);
+        app
+    })
 }
 
 #[test]
 fn remote_addr_is_the_client_behind_a_trusted_proxy() {
-    let pawl = InProcess::start("127.0.0.1");
+    let pawl = in_process("127.0.0.1");
     let nginx = Nginx::start("whoami", pawl.addr, None);
 
     // Through nginx: the client's address, the proxy as the peer.
@@ -315,7 +288,7 @@ fn remote_addr_is_the_client_behind_a_trusted_proxy() {
 #[test]
 fn untrusted_proxy_is_not_believed() {
     // nginx connects from 127.0.0.1, which is not the trusted proxy here.
-    let pawl = InProcess::start("10.0.0.0/8");
+    let pawl = in_process("10.0.0.0/8");
     let nginx = Nginx::start("untrusted", pawl.addr, None);
     let mut ws = ws_connect([127, 0, 0, 2], nginx.addr, "/whoami", &[]);
     expect_text(&mut ws, "127.0.0.1 127.0.0.1");
@@ -447,7 +420,7 @@ fn wss_terminated_at_nginx() {
     std::fs::write(&cert, certified.cert.pem()).expect("write cert");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
 
-    let pawl = InProcess::start("127.0.0.1");
+    let pawl = in_process("127.0.0.1");
     let nginx = Nginx::start("tls", pawl.addr, Some((&cert, &key)));
 
     let mut roots = rustls::RootCertStore::empty();

@@ -6,15 +6,16 @@
 //! cargo test --test tls
 //! ```
 
+mod util;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, mpsc};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
 use std::time::Duration;
+use util::TestServer;
 
-use pawl::reactor::Reactor;
-use pawl::{App, EchoServer, Error, HttpResponse, ServerConfig, ServerHandle, TlsConfig};
+use pawl::{App, EchoServer, Error, HttpResponse, ServerConfig, TlsConfig};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tungstenite::Message;
 
@@ -57,44 +58,15 @@ impl Drop for Cert {
 }
 
 /// A wss server on its own loop thread.
-struct Server {
-    addr: SocketAddr,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(cert: &Cert, config: ServerConfig) -> Server {
-        let tls = TlsConfig::from_pem_files(&cert.cert, &cert.key).expect("TLS config");
-        let (tx, rx) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            let mut app = App::new("127.0.0.1", 0);
-            app.config(config).tls(tls);
-            app.route("/echo", EchoServer, &["*"]);
-            app.http("/health", |_| HttpResponse::text(200, "ok\n"));
-            let mut reactor = Reactor::new().expect("reactor");
-            let server = app.listen(&mut reactor).expect("listen");
-            tx.send((server.local_addr(), server.handle(&reactor)))
-                .expect("send addr");
-            reactor.run().expect("loop");
-            server.close_all_now(&mut reactor).expect("close all");
-        });
-        let (addr, handle) = rx.recv_timeout(SAFETY_TIMEOUT).expect("server start");
-        Server {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.handle.stop();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+fn start_server(cert: &Cert, config: ServerConfig) -> TestServer {
+    let tls = TlsConfig::from_pem_files(&cert.cert, &cert.key).expect("TLS config");
+    TestServer::start(move || {
+        let mut app = App::new("127.0.0.1", 0);
+        app.config(config).tls(tls);
+        app.route("/echo", EchoServer, &["*"]);
+        app.http("/health", |_| HttpResponse::text(200, "ok\n"));
+        app
+    })
 }
 
 fn client_config(cert: &Cert) -> Arc<rustls::ClientConfig> {
@@ -140,7 +112,7 @@ fn expect_closed(sock: &mut TcpStream) {
 #[test]
 fn echo_over_wss() {
     let cert = Cert::new("echo");
-    let server = Server::start(&cert, ServerConfig::default());
+    let server = start_server(&cert, ServerConfig::default());
     let stream = tls_connect(&cert, server.addr);
     let url = format!("wss://localhost:{}/echo", server.addr.port());
     let (mut ws, response) = tungstenite::client::client(url.as_str(), stream).expect("upgrade");
@@ -183,7 +155,7 @@ fn echo_over_wss_with_full_socket_buffers() {
     // client's receive buffer and the server's send buffer, so the server's
     // TLS records wait in rustls and go out on writable events.
     let cert = Cert::new("backpressure");
-    let server = Server::start(&cert, ServerConfig::default());
+    let server = start_server(&cert, ServerConfig::default());
     let stream = tls_connect(&cert, server.addr);
     let url = format!("wss://localhost:{}/echo", server.addr.port());
     let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).expect("upgrade");
@@ -199,7 +171,7 @@ fn echo_over_wss_with_full_socket_buffers() {
 #[test]
 fn https_route_over_tls() {
     let cert = Cert::new("https");
-    let server = Server::start(&cert, ServerConfig::default());
+    let server = start_server(&cert, ServerConfig::default());
     let mut stream = tls_connect(&cert, server.addr);
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -220,7 +192,7 @@ fn https_route_over_tls() {
 fn slow_tls_handshake_is_dropped() {
     let cert = Cert::new("slowloris");
     let config = ServerConfig::default().handshake_timeout(Duration::from_millis(300));
-    let server = Server::start(&cert, config);
+    let server = start_server(&cert, config);
     let mut sock = TcpStream::connect(server.addr).expect("connect");
     // The first bytes of a TLS record header (handshake, TLS 1.0), then
     // nothing: a slowloris at the TLS layer.
@@ -234,7 +206,7 @@ fn garbage_instead_of_client_hello_is_closed() {
     // A handshake timeout far beyond the safety timeout: only the garbage
     // detection can close this connection in time.
     let config = ServerConfig::default().handshake_timeout(Duration::from_secs(600));
-    let server = Server::start(&cert, config);
+    let server = start_server(&cert, config);
     let mut sock = TcpStream::connect(server.addr).expect("connect");
     sock.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\r\n")
         .expect("write");
