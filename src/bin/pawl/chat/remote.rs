@@ -67,7 +67,12 @@ impl Chat {
         match event {
             Event::Message { message } => {
                 let json = ServerMessage::Message(&message).to_json();
-                if room.insert_message(message) {
+                // Live delivery depends only on whether this node has seen
+                // the message: one that arrives after later ids filled the
+                // backlog is too old to keep, but still news to the room.
+                let seen = room.has_message(message.id);
+                room.insert_message(message);
+                if !seen {
                     ctx.broadcast(room.connections(), json.as_str());
                 }
             }

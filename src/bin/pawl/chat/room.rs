@@ -185,6 +185,11 @@ impl<C: Ord + Copy> Room<C> {
         self.last_id = self.last_id.max(id);
     }
 
+    /// True if the backlog holds the message with this id.
+    pub fn has_message(&self, id: u64) -> bool {
+        self.backlog.binary_search_by_key(&id, |m| m.id).is_ok()
+    }
+
     /// Files a public message in id order (ids from other nodes may
     /// arrive late), dropping the oldest past the limit; false if the room
     /// has it already or it is older than everything kept.
