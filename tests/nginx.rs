@@ -12,14 +12,13 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-use util::TestServer;
+use util::{LogLines, TestServer};
 
 use pawl::{App, Component, ConnId, Context, Message, ServerConfig, TrustedProxies};
 use rustls::pki_types::ServerName;
@@ -298,7 +297,7 @@ fn untrusted_proxy_is_not_believed() {
 struct PawlProcess {
     child: Child,
     addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
+    lines: LogLines,
 }
 
 impl PawlProcess {
@@ -311,29 +310,7 @@ impl PawlProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn pawl");
-        let (tx, lines) = mpsc::channel();
-        for out in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        let lines = LogLines::capture(&mut child);
         let mut pawl = PawlProcess {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -359,16 +336,7 @@ impl PawlProcess {
     /// Waits for a log line matching `want`.
     #[track_caller]
     fn expect_line(&mut self, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + SAFETY_TIMEOUT;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if want(&line) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("no such log line; saw:\n{}", seen.join("\n"));
+        self.lines.expect(want)
     }
 }
 

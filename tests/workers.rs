@@ -6,15 +6,17 @@
 //! cargo test --test workers
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod util;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
+use util::LogLines;
 
 /// Upper bound on any wait here: a safeguard against hanging, not a
 /// measured time.
@@ -25,7 +27,7 @@ const CLIENTS: usize = 300;
 struct Supervisor {
     child: Child,
     addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
+    lines: LogLines,
 }
 
 impl Supervisor {
@@ -38,21 +40,7 @@ impl Supervisor {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn pawl");
-        let (tx, lines) = mpsc::channel();
-        let outputs: [Option<Box<dyn Read + Send>>; 2] = [
-            child.stdout.take().map(|s| Box::new(s) as _),
-            child.stderr.take().map(|s| Box::new(s) as _),
-        ];
-        for out in outputs.into_iter().flatten() {
-            let tx = tx.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        let lines = LogLines::capture(&mut child);
         let mut supervisor = Supervisor {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -72,16 +60,7 @@ impl Supervisor {
 
     #[track_caller]
     fn expect_line(&mut self, want: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + SAFETY_TIMEOUT;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if want(&line) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("no such log line; saw:\n{}", seen.join("\n"));
+        self.lines.expect(want)
     }
 
     /// The pid of the worker that answers one `GET /health`, or `None` if

@@ -7,8 +7,8 @@ impl ServerCore {
     /// Timeouts: slow handshakes, idle connections (ping, then close), and
     /// close handshakes the peer never finishes.
     pub(super) fn sweep(&mut self, reactor: &mut Reactor) {
-        self.net
-            .tick(Reactor::now(reactor).max(std::time::Instant::now()));
+        // Timers fire after the turn's dispatch, so the turn's clock is stale.
+        self.net.tick(std::time::Instant::now());
         let config = &self.net.config;
         let handshake_ms = config.handshake_timeout.as_millis() as u32;
         let idle_ms = config.idle_timeout.as_millis() as u32;

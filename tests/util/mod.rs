@@ -8,7 +8,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -734,4 +734,52 @@ pub fn proc_status_kib(pid: &str, field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+// ---------------------------------------------------------------------------
+// A child's log
+// ---------------------------------------------------------------------------
+
+/// The lines a child process writes to stdout and stderr, read on threads
+/// of their own so the child never blocks on a full pipe.
+pub struct LogLines {
+    lines: Receiver<String>,
+}
+
+impl LogLines {
+    /// Takes the child's piped stdout and stderr and starts reading them.
+    pub fn capture(child: &mut Child) -> LogLines {
+        let (tx, lines) = mpsc::channel();
+        let outputs: [Option<Box<dyn Read + Send>>; 2] = [
+            child.stdout.take().map(|s| Box::new(s) as _),
+            child.stderr.take().map(|s| Box::new(s) as _),
+        ];
+        for out in outputs.into_iter().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in io::BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        LogLines { lines }
+    }
+
+    /// Waits (bounded) for a line matching `want`; panics with every line
+    /// seen meanwhile.
+    #[track_caller]
+    pub fn expect(&self, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no such log line; saw:\n{}", seen.join("\n"));
+    }
 }

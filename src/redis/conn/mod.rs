@@ -73,6 +73,17 @@ pub(crate) struct Subscriptions {
     patterns: BTreeMap<Vec<u8>, SharedMessageCallback>,
 }
 
+impl Subscriptions {
+    /// The pattern subscriptions or the plain channel ones.
+    fn of_kind(&mut self, pattern: bool) -> &mut BTreeMap<Vec<u8>, SharedMessageCallback> {
+        if pattern {
+            &mut self.patterns
+        } else {
+            &mut self.channels
+        }
+    }
+}
+
 /// A read chunk; also the most read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 /// Most reads per readiness event before yielding to the rest of the loop.
@@ -367,12 +378,8 @@ impl Conn {
         let Kind::Subscriber(subs) = &mut inner.kind else {
             return;
         };
-        let map = if pattern {
-            &mut subs.patterns
-        } else {
-            &mut subs.channels
-        };
-        let new = map
+        let new = subs
+            .of_kind(pattern)
             .insert(channel.to_vec(), Rc::new(RefCell::new(callback)))
             .is_none();
         if new && inner.state == State::Ready {
@@ -387,12 +394,7 @@ impl Conn {
         let Kind::Subscriber(subs) = &mut inner.kind else {
             return;
         };
-        let map = if pattern {
-            &mut subs.patterns
-        } else {
-            &mut subs.channels
-        };
-        if map.remove(channel).is_some() && inner.state == State::Ready {
+        if subs.of_kind(pattern).remove(channel).is_some() && inner.state == State::Ready {
             let name: &[u8] = if pattern {
                 b"PUNSUBSCRIBE"
             } else {
