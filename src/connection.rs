@@ -150,21 +150,21 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        // Drained. A busy connection keeps its buffer (no allocation per
-        // message); the sweep releases it once the connection goes quiet. A
-        // quiet one (just upgraded, or only receiving broadcasts) frees it now,
-        // so thousands of idle connections leave no buffers behind.
-        if !self.has(flag::RECENT) || self.out.capacity() > RETAINED_BUFFER {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
-        }
+        // Drained: the caller decides where the buffer goes (`Net::recycle_out`).
+        self.out.clear();
         self.out_start = 0;
         match self.stream.flush() {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Gives `conn` the loop's spare output buffer when it has none of its own.
+pub(crate) fn lend_out(spare: &mut Vec<u8>, conn: &mut Connection) {
+    if conn.out.capacity() == 0 {
+        conn.out = std::mem::take(spare);
     }
 }
 
@@ -208,6 +208,12 @@ pub(crate) struct Net {
     next_generation: u32,
     /// Reused to encode a frame sent to many connections.
     pub(crate) scratch: Vec<u8>,
+    /// The output buffer the loop lends to a connection that has none when
+    /// something is queued on it, and takes back once it is written out. In
+    /// the common request/reply pattern every connection in turn borrows
+    /// this one buffer, which stays hot in cache; it is never shared: a
+    /// connection that cannot write everything keeps it as its own.
+    pub(crate) spare_out: Vec<u8>,
     pub(crate) shutting_down: bool,
     /// The server itself, for contexts that hand out [`crate::Server`] handles.
     pub(crate) this: Weak<RefCell<ServerCore>>,
@@ -236,6 +242,7 @@ impl Net {
             now: 0,
             next_generation: 0,
             scratch: Vec::new(),
+            spare_out: Vec::new(),
             shutting_down: false,
             this,
             service,
@@ -316,12 +323,17 @@ impl Net {
             self.config.backpressure_threshold,
             self.config.max_backpressure,
         );
-        let Some(conn) = self.get_mut(id) else {
+        let Some(conn) = self
+            .conns
+            .get_mut(id.key as usize)
+            .filter(|c| c.generation == id.generation)
+        else {
             return SendStatus::Dropped;
         };
         if conn.phase != Phase::Open || conn.has(flag::DOOMED) {
             return SendStatus::Dropped;
         }
+        lend_out(&mut self.spare_out, conn);
         write(&mut conn.out);
         let unsent = conn.unsent();
         if unsent <= threshold {
@@ -365,6 +377,7 @@ impl Net {
     /// backpressure accounting: control frames are tiny and must go out.
     fn queue_control(&mut self, key: u32, write: impl FnOnce(&mut Vec<u8>)) {
         if let Some(conn) = self.conns.get_mut(key as usize) {
+            lend_out(&mut self.spare_out, conn);
             write(&mut conn.out);
             self.mark_dirty(key);
         }
@@ -523,6 +536,27 @@ impl Net {
         }
     }
 
+    /// Decides where a connection's drained output buffer goes: back to the
+    /// loop as its spare when that is the better buffer to lend next, kept
+    /// while the connection is busy (no allocation per message), freed when
+    /// it is quiet (just upgraded, or only receiving broadcasts), so that
+    /// thousands of idle connections leave no buffers behind. The sweep
+    /// frees what busy connections kept once they go quiet.
+    fn recycle_out(&mut self, key: u32) {
+        let Some(conn) = self.conns.get_mut(key as usize) else {
+            return;
+        };
+        let capacity = conn.out.capacity();
+        if capacity == 0 {
+            return;
+        }
+        if capacity <= RETAINED_BUFFER && capacity > self.spare_out.capacity() {
+            self.spare_out = std::mem::take(&mut conn.out);
+        } else if !conn.has(flag::RECENT) || capacity > RETAINED_BUFFER {
+            conn.out = Vec::new();
+        }
+    }
+
     /// Writes a connection's queued output; handles completion (drain,
     /// end of a close) and failure.
     pub(crate) fn flush(&mut self, key: u32) {
@@ -533,7 +567,12 @@ impl Net {
         if conn.has(flag::DOOMED) {
             return;
         }
-        match conn.write_out() {
+        let written = conn.write_out();
+        if conn.out.is_empty() {
+            self.recycle_out(key);
+        }
+        let conn = &mut self.conns[key as usize];
+        match written {
             Ok(false) => {}
             Ok(true) => {
                 if conn.phase == Phase::Flushing {

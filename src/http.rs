@@ -34,23 +34,23 @@ const SPENT_HEADERS: [&str; 5] = [
 impl HttpRequest {
     /// Builds a request from its target (`/path?query`) and headers.
     pub fn new(target: &str, headers: impl IntoIterator<Item = (String, String)>) -> HttpRequest {
-        let target = target.replace('\n', "");
-        let mut text = target.clone();
+        let mut builder = Builder::new(target, 0);
         for (name, value) in headers {
-            let name = name.to_ascii_lowercase();
-            if SPENT_HEADERS.contains(&name.as_str()) {
-                continue;
-            }
-            text.push('\n');
-            text.push_str(&name);
-            text.push(':');
-            text.push_str(value.trim().trim_matches('\n'));
+            builder.header(&name, &value);
         }
-        HttpRequest {
-            path_len: target.find('?').unwrap_or(target.len()) as u32,
-            target_len: target.len() as u32,
-            text: text.into_boxed_str(),
+        builder.finish()
+    }
+
+    /// Builds a request from a parsed head, in one allocation of the exact
+    /// size: the handshake makes one of these per connection.
+    pub(crate) fn from_head(target: &str, headers: &[httparse::Header<'_>]) -> HttpRequest {
+        let kept = || headers.iter().filter(|h| !is_spent(h.name));
+        let size = kept().map(|h| 2 + h.name.len() + h.value.len()).sum();
+        let mut builder = Builder::new(target, size);
+        for h in kept() {
+            builder.header(h.name, &String::from_utf8_lossy(h.value));
         }
+        builder.finish()
     }
 
     /// The path, without the query: `/chat`.
@@ -85,6 +85,50 @@ impl HttpRequest {
             .split('\n')
             .skip(1)
             .filter_map(|line| line.split_once(':'))
+    }
+}
+
+fn is_spent(name: &str) -> bool {
+    SPENT_HEADERS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Lays out [`HttpRequest::text`].
+struct Builder {
+    text: String,
+    path_len: usize,
+    target_len: usize,
+}
+
+impl Builder {
+    /// Starts with `target`, reserving `headers` more bytes.
+    fn new(target: &str, headers: usize) -> Builder {
+        let mut text = String::with_capacity(target.len() + headers);
+        text.extend(target.chars().filter(|&c| c != '\n'));
+        Builder {
+            path_len: text.find('?').unwrap_or(text.len()),
+            target_len: text.len(),
+            text,
+        }
+    }
+
+    /// Adds a header unless it only served the upgrade.
+    fn header(&mut self, name: &str, value: &str) {
+        if is_spent(name) {
+            return;
+        }
+        self.text.push('\n');
+        self.text
+            .extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        self.text.push(':');
+        self.text.push_str(value.trim().trim_matches('\n'));
+    }
+
+    fn finish(self) -> HttpRequest {
+        HttpRequest {
+            path_len: self.path_len as u32,
+            target_len: self.target_len as u32,
+            text: self.text.into_boxed_str(),
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 use super::header::{self, Header};
-use super::mask::apply_mask;
+use super::mask::{apply_mask, unmask_ascii};
+use super::utf8::{self, Prefix};
 
 /// Close codes the server sends when it fails a connection.
 pub mod close_code {
@@ -119,8 +120,8 @@ impl Decoder {
         }
         // Find the next unit without holding a borrow across iterations, then
         // borrow once for the result.
-        let (opcode, range) = loop {
-            let Some((header, range)) = self.next_frame(buf, pos, limits)? else {
+        let (opcode, range, ascii) = loop {
+            let Some((header, range, ascii)) = self.next_frame(buf, pos, limits)? else {
                 return Ok(None);
             };
             let payload = &buf[range.clone()];
@@ -145,10 +146,10 @@ impl Decoder {
                     partial.append(payload, header.fin)?;
                     if header.fin {
                         partial.done = true;
-                        break (header.opcode, None);
+                        break (header.opcode, None, false);
                     }
                 }
-                opcode => break (opcode, Some(range)),
+                opcode => break (opcode, Some(range), ascii),
             }
         };
         let Some(range) = range else {
@@ -158,7 +159,7 @@ impl Decoder {
                 if p.text {
                     // `append` validated every fragment, so this cannot fail;
                     // the re-check costs only on the rare fragmented path.
-                    Incoming::Text(std::str::from_utf8(&p.data).unwrap_or_default())
+                    Incoming::Text(utf8::as_str(&p.data).unwrap_or_default())
                 } else {
                     Incoming::Binary(&p.data)
                 }
@@ -169,23 +170,28 @@ impl Decoder {
             OpCode::Control(Control::Ping) => Incoming::Ping(payload),
             OpCode::Control(Control::Pong) => Incoming::Pong,
             OpCode::Control(Control::Close) => close_frame(payload)?,
-            OpCode::Data(Data::Text) => match std::str::from_utf8(payload) {
-                Ok(text) => Incoming::Text(text),
-                Err(_) => return Err(violation(close_code::INVALID_PAYLOAD, "invalid UTF-8")),
+            // SAFETY: `unmask_ascii` saw no byte with the high bit set.
+            OpCode::Data(Data::Text) if ascii => {
+                Incoming::Text(unsafe { utf8::ascii_as_str(payload) })
+            }
+            OpCode::Data(Data::Text) => match utf8::as_str(payload) {
+                Some(text) => Incoming::Text(text),
+                None => return Err(violation(close_code::INVALID_PAYLOAD, "invalid UTF-8")),
             },
             OpCode::Data(Data::Binary) => Incoming::Binary(payload),
             _ => return Err(violation(close_code::PROTOCOL, "reserved opcode")),
         }))
     }
 
-    /// Parses, checks and unmasks the next whole frame, returning its header
-    /// and where its payload lies in `buf`.
+    /// Parses, checks and unmasks the next whole frame, returning its header,
+    /// where its payload lies in `buf`, and, for a whole text message,
+    /// whether the payload is all ASCII (and so needs no UTF-8 check).
     fn next_frame(
         &self,
         buf: &mut [u8],
         pos: &mut usize,
         limits: Limits,
-    ) -> Result<Option<(Header, std::ops::Range<usize>)>, Violation> {
+    ) -> Result<Option<(Header, std::ops::Range<usize>, bool)>, Violation> {
         let start = *pos;
         let Some(header) = header::parse(&buf[start..])? else {
             return Ok(None);
@@ -219,8 +225,14 @@ impl Decoder {
         }
         *pos = payload_start + len;
         let range = payload_start..payload_start + len;
-        apply_mask(&mut buf[range.clone()], header.mask);
-        Ok(Some((header, range)))
+        let payload = &mut buf[range.clone()];
+        let ascii = if header.opcode == OpCode::Data(Data::Text) && header.fin {
+            unmask_ascii(payload, header.mask)
+        } else {
+            apply_mask(payload, header.mask);
+            false
+        };
+        Ok(Some((header, range, ascii)))
     }
 }
 
@@ -230,12 +242,14 @@ impl Partial {
         if !self.text {
             return Ok(());
         }
-        match std::str::from_utf8(&self.data[self.checked..]) {
-            Ok(_) => self.checked = self.data.len(),
-            // `error_len() == None`: the data ends inside a character that the
-            // next fragment may complete; anything else is invalid now.
-            Err(e) if e.error_len().is_none() && !is_final => self.checked += e.valid_up_to(),
-            Err(_) => return Err(violation(close_code::INVALID_PAYLOAD, "invalid UTF-8")),
+        match utf8::check_prefix(&self.data[self.checked..]) {
+            Prefix::Complete => self.checked = self.data.len(),
+            // The data ends inside a character that the next fragment may
+            // complete; anything else is invalid now.
+            Prefix::Truncated { valid } if !is_final => self.checked += valid,
+            Prefix::Truncated { .. } | Prefix::Invalid => {
+                return Err(violation(close_code::INVALID_PAYLOAD, "invalid UTF-8"));
+            }
         }
         Ok(())
     }
@@ -250,9 +264,9 @@ fn close_frame(payload: &[u8]) -> Result<Incoming<'_>, Violation> {
             if !CloseCode::from(code).is_allowed() {
                 return Err(violation(close_code::PROTOCOL, "invalid close code"));
             }
-            match std::str::from_utf8(reason) {
-                Ok(reason) => Ok(Incoming::Close(code, reason)),
-                Err(_) => Err(violation(
+            match utf8::as_str(reason) {
+                Some(reason) => Ok(Incoming::Close(code, reason)),
+                None => Err(violation(
                     close_code::INVALID_PAYLOAD,
                     "close reason not UTF-8",
                 )),

@@ -24,9 +24,57 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// [`apply_mask`], and whether every unmasked byte is ASCII.
+///
+/// For text frames: an all-ASCII payload is valid UTF-8, so the check rides
+/// along in the unmasking pass (one OR per word, on data already in
+/// registers) and the separate validation pass is skipped for it.
+pub fn unmask_ascii(buf: &mut [u8], mask: [u8; 4]) -> bool {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut seen = 0u64;
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let value = u64::from_ne_bytes(word) ^ wide;
+        seen |= value;
+        chunk.copy_from_slice(&value.to_ne_bytes());
+    }
+    let mut tail = 0u8;
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i & 3];
+        tail |= *byte;
+    }
+    seen & HIGH_BITS == 0 && tail < 0x80
+}
+
 #[cfg(test)]
 mod tests {
-    use super::apply_mask;
+    use super::{apply_mask, unmask_ascii};
+
+    #[test]
+    fn unmask_ascii_unmasks_like_apply_mask_and_spots_any_high_byte() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut masked = plain.clone();
+            apply_mask(&mut masked, mask);
+            let mut buf = masked.clone();
+            assert!(unmask_ascii(&mut buf, mask), "len {len}");
+            assert_eq!(buf, plain, "len {len}");
+            for at in 0..len {
+                let mut plain = plain.clone();
+                plain[at] = 0xC3;
+                let mut buf = plain.clone();
+                apply_mask(&mut buf, mask);
+                assert!(!unmask_ascii(&mut buf, mask), "len {len} at {at}");
+                assert_eq!(buf, plain, "len {len} at {at}");
+            }
+        }
+    }
 
     fn reference(buf: &mut [u8], mask: [u8; 4]) {
         for (i, b) in buf.iter_mut().enumerate() {

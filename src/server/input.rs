@@ -34,6 +34,17 @@ impl ServerCore {
             } else {
                 self.frame_input(reactor, key, Some(n));
             }
+            // Replies to this read go out now, in one write, rather than at
+            // the end of the turn: the output buffer is then free to be lent
+            // to the next connection while it is still in cache.
+            if self
+                .net
+                .conns
+                .get(key as usize)
+                .is_some_and(|c| c.has(flag::DIRTY))
+            {
+                self.net.flush(key);
+            }
             if short && !drain_fully {
                 return;
             }
@@ -65,10 +76,25 @@ impl ServerCore {
     fn handshake_input(&mut self, reactor: &mut Reactor, key: u32, n: usize) {
         let max_request = self.net.config.max_request_size;
         let conn = &mut self.net.conns[key as usize];
-        conn.input.extend_from_slice(&self.read_buf[..n]);
-        let outcome = handshake::respond(&conn.input, &self.router, max_request, &mut conn.out);
+        lend_out(&mut self.net.spare_out, conn);
+        // A request that arrives whole in one read (nearly all of them) is
+        // parsed where it was read; only one split across reads is copied.
+        let in_place = conn.input.is_empty();
+        if !in_place {
+            conn.input.extend_from_slice(&self.read_buf[..n]);
+        }
+        let input: &[u8] = if in_place {
+            &self.read_buf[..n]
+        } else {
+            &conn.input
+        };
+        let outcome = handshake::respond(input, &self.router, max_request, &mut conn.out);
         match outcome {
-            Outcome::Partial => {}
+            Outcome::Partial => {
+                if in_place {
+                    conn.input.extend_from_slice(&self.read_buf[..n]);
+                }
+            }
             Outcome::Respond { status } => {
                 debug!("#{} from {}: HTTP {status}", conn.generation, conn.peer);
                 conn.phase = Phase::Flushing;
@@ -81,7 +107,12 @@ impl ServerCore {
                 component,
                 request,
             } => {
-                conn.input.drain(..consumed);
+                if in_place {
+                    // Frames the client sent right behind its request.
+                    conn.input.extend_from_slice(&self.read_buf[consumed..n]);
+                } else {
+                    conn.input.drain(..consumed);
+                }
                 if conn.input.is_empty() {
                     // The request is spent; an idle connection keeps no buffer.
                     conn.input = Vec::new();

@@ -22,7 +22,7 @@ use mio::net::{TcpListener, TcpStream};
 
 use crate::component::{CloseReason, Component, ConnId, Message, OwnedMessage};
 use crate::config::ServerConfig;
-use crate::connection::{Connection, Net, Pending, Phase, RETAINED_BUFFER, flag};
+use crate::connection::{Connection, Net, Pending, Phase, RETAINED_BUFFER, flag, lend_out};
 use crate::context::Context;
 use crate::error::{Error, Limit, Result};
 use crate::frame::close_code;
@@ -260,7 +260,16 @@ impl ServerCore {
                 return;
             }
             for key in std::mem::take(&mut self.net.dirty) {
-                self.net.flush(key);
+                // A connection flushed right after its read is listed but no
+                // longer dirty.
+                if self
+                    .net
+                    .conns
+                    .get(key as usize)
+                    .is_some_and(|c| c.has(flag::DIRTY))
+                {
+                    self.net.flush(key);
+                }
             }
         }
         // Callbacks keep producing output: come back right after the poll.

@@ -2,19 +2,19 @@
 //! connection hands in every byte received so far, and gets back either
 //! "need more", a refusal, a plain HTTP response, or an upgrade.
 //!
-//! tungstenite does the HTTP parsing (`Request::try_parse`, over httparse),
-//! the checks of the upgrade headers and the `Sec-WebSocket-Accept` key
-//! (`create_response`); pawl adds routing, origins and the status codes a
-//! browser or proxy should see. No extension is negotiated, which is how
-//! permessage-deflate is declined: the response simply omits it.
+//! [`upgrade`] reads the request head (httparse) and applies tungstenite's
+//! rules for the upgrade headers, without building an `http::Request`;
+//! tungstenite derives the `Sec-WebSocket-Accept` key. This module adds
+//! routing, origins, subprotocols and the status codes a browser or proxy
+//! should see. No extension is negotiated, which is how permessage-deflate
+//! is declined: the response simply omits it.
 
-use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::handshake::machine::TryParse;
-use tungstenite::handshake::server::{Request, create_response, write_response};
-use tungstenite::http::HeaderValue;
+mod upgrade;
 
 use crate::http::{HttpRequest, HttpResponse};
 use crate::router::{Router, Target};
+
+use upgrade::{Head, MAX_HEADERS, Refusal};
 
 /// What to do with the bytes received so far.
 #[derive(Debug)]
@@ -40,32 +40,36 @@ pub(crate) fn respond(
     max_request: usize,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let refuse = |status: u16, why: &str, out: &mut Vec<u8>| {
+    let refuse = |status: u16, why: &dyn std::fmt::Display, out: &mut Vec<u8>| {
         HttpResponse::text(status, format!("{why}\n")).write_to(out);
         Outcome::Respond { status }
     };
-    let (consumed, request) = match Request::try_parse(input) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = match Head::parse(input, &mut headers) {
         // A request that arrived whole in one read is held to the limit too,
         // not only one still growing.
-        Ok(Some((consumed, _))) if consumed > max_request => {
-            return refuse(431, "request headers too large", out);
+        Ok(Some(head)) if head.len > max_request => {
+            return refuse(431, &"request headers too large", out);
         }
-        Ok(Some(parsed)) => parsed,
+        Ok(Some(head)) => head,
         Ok(None) if input.len() > max_request => {
-            return refuse(431, "request headers too large", out);
+            return refuse(431, &"request headers too large", out);
         }
         Ok(None) => return Outcome::Partial,
-        Err(WsError::Protocol(ProtocolError::WrongHttpMethod)) => {
-            let mut response = HttpResponse::text(405, "only GET is served here\n");
-            response.headers.push(("Allow".into(), "GET".into()));
-            response.write_to(out);
-            return Outcome::Respond { status: 405 };
-        }
-        Err(e) => return refuse(400, &format!("bad request: {e}"), out),
+        Err(e) => return refuse(400, &format_args!("bad request: {e}"), out),
     };
-    let http_request = to_http_request(&request);
+    if head.method != "GET" {
+        let mut response = HttpResponse::text(405, "only GET is served here\n");
+        response.headers.push(("Allow".into(), "GET".into()));
+        response.write_to(out);
+        return Outcome::Respond { status: 405 };
+    }
+    let Some(target) = head.path_and_query() else {
+        return refuse(400, &"bad request: invalid request target", out);
+    };
+    let http_request = HttpRequest::from_head(&target, head.headers);
     let (component, origins, protocols) = match router.find(http_request.path()) {
-        None => return refuse(404, "no route for this path", out),
+        None => return refuse(404, &"no route for this path", out),
         Some(Target::Http(handler)) => {
             let response = handler(&http_request);
             response.write_to(out);
@@ -79,10 +83,9 @@ pub(crate) fn respond(
             protocols,
         }) => (*component, origins, protocols),
     };
-    let wants_upgrade = request
-        .headers()
-        .get("upgrade")
-        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let wants_upgrade = head
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
     if !wants_upgrade {
         let mut response = HttpResponse::text(
             426,
@@ -95,24 +98,19 @@ pub(crate) fn respond(
         return Outcome::Respond { status: 426 };
     }
     if !origins.allows(http_request.header("origin")) {
-        return refuse(403, "origin not allowed", out);
+        return refuse(403, &"origin not allowed", out);
     }
-    match create_response(&request) {
-        Ok(mut response) => {
-            if let Some(chosen) = choose_protocol(&request, protocols) {
-                response
-                    .headers_mut()
-                    .insert("Sec-WebSocket-Protocol", chosen);
-            }
-            // Writing into a Vec cannot fail.
-            let _ = write_response(&mut *out, &response);
+    match upgrade::check(&head) {
+        Ok(key) => {
+            let protocol = choose_protocol(&head, protocols);
+            upgrade::write_switching_protocols(out, key, protocol);
             Outcome::Upgrade {
-                consumed,
+                consumed: head.len,
                 component,
                 request: Box::new(http_request),
             }
         }
-        Err(WsError::Protocol(ProtocolError::MissingSecWebSocketVersionHeader)) => {
+        Err(Refusal::WebSocketVersion) => {
             let mut response = HttpResponse::text(426, "unsupported WebSocket version\n");
             response
                 .headers
@@ -120,38 +118,25 @@ pub(crate) fn respond(
             response.write_to(out);
             Outcome::Respond { status: 426 }
         }
-        Err(e) => refuse(400, &format!("bad upgrade request: {e}"), out),
+        Err(refusal) => refuse(400, &format_args!("bad upgrade request: {refusal}"), out),
     }
 }
 
 /// The first of the route's subprotocols (in its order of preference) that
 /// the client offered in `Sec-WebSocket-Protocol`, if any.
-fn choose_protocol(request: &Request, supported: &[String]) -> Option<HeaderValue> {
-    let offered: Vec<&str> = request
-        .headers()
-        .get_all("Sec-WebSocket-Protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(str::trim))
-        .collect();
+fn choose_protocol<'r>(head: &Head<'_, '_>, supported: &'r [String]) -> Option<&'r str> {
+    if supported.is_empty() {
+        return None;
+    }
+    let offered = || {
+        head.headers_named("sec-websocket-protocol")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(',').map(str::trim))
+    };
     supported
         .iter()
-        .find(|p| offered.contains(&p.as_str()))
-        .and_then(|p| HeaderValue::from_str(p).ok())
-}
-
-fn to_http_request(request: &Request) -> HttpRequest {
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path(), |pq| pq.as_str());
-    let headers = request.headers().iter().map(|(name, value)| {
-        (
-            name.as_str().to_owned(),
-            String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        )
-    });
-    HttpRequest::new(target, headers)
+        .map(String::as_str)
+        .find(|p| offered().any(|o| o == *p))
 }
 
 #[cfg(test)]
