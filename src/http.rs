@@ -48,7 +48,11 @@ impl HttpRequest {
         let size = kept().map(|h| 2 + h.name.len() + h.value.len()).sum();
         let mut builder = Builder::new(target, size);
         for h in kept() {
-            builder.header(h.name, &String::from_utf8_lossy(h.value));
+            // Nearly every value is ASCII: the plain check is the fast path.
+            match std::str::from_utf8(h.value) {
+                Ok(value) => builder.header(h.name, value),
+                Err(_) => builder.header(h.name, &String::from_utf8_lossy(h.value)),
+            }
         }
         builder.finish()
     }
@@ -89,7 +93,9 @@ impl HttpRequest {
 }
 
 fn is_spent(name: &str) -> bool {
-    SPENT_HEADERS.iter().any(|s| s.eq_ignore_ascii_case(name))
+    SPENT_HEADERS
+        .iter()
+        .any(|s| s.len() == name.len() && s.eq_ignore_ascii_case(name))
 }
 
 /// Lays out [`HttpRequest::text`].
@@ -103,7 +109,11 @@ impl Builder {
     /// Starts with `target`, reserving `headers` more bytes.
     fn new(target: &str, headers: usize) -> Builder {
         let mut text = String::with_capacity(target.len() + headers);
-        text.extend(target.chars().filter(|&c| c != '\n'));
+        if target.contains('\n') {
+            text.extend(target.chars().filter(|&c| c != '\n'));
+        } else {
+            text.push_str(target);
+        }
         Builder {
             path_len: text.find('?').unwrap_or(text.len()),
             target_len: text.len(),
@@ -117,8 +127,9 @@ impl Builder {
             return;
         }
         self.text.push('\n');
-        self.text
-            .extend(name.chars().map(|c| c.to_ascii_lowercase()));
+        let start = self.text.len();
+        self.text.push_str(name);
+        self.text[start..].make_ascii_lowercase();
         self.text.push(':');
         self.text.push_str(value.trim().trim_matches('\n'));
     }

@@ -84,7 +84,8 @@ pub(crate) fn respond(
         }) => (*component, origins, protocols),
     };
     let wants_upgrade = head
-        .header("upgrade")
+        .known
+        .upgrade
         .is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
     if !wants_upgrade {
         let mut response = HttpResponse::text(
@@ -97,7 +98,8 @@ pub(crate) fn respond(
         response.write_to(out);
         return Outcome::Respond { status: 426 };
     }
-    if !origins.allows(http_request.header("origin")) {
+    let origin = head.known.origin.map(String::from_utf8_lossy);
+    if !origins.allows(origin.as_deref()) {
         return refuse(403, &"origin not allowed", out);
     }
     match upgrade::check(&head) {

@@ -26,6 +26,47 @@ pub(crate) struct Head<'h, 'b> {
     /// HTTP minor version: 0 or 1.
     pub(crate) minor_version: u8,
     pub(crate) headers: &'h [httparse::Header<'b>],
+    /// The headers the handshake looks at, found in one pass.
+    pub(crate) known: Known<'b>,
+}
+
+/// The first value of each header the handshake decides on (tungstenite
+/// reads the first one too), gathered in one scan over the head.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Known<'b> {
+    pub(crate) upgrade: Option<&'b [u8]>,
+    pub(crate) connection: Option<&'b [u8]>,
+    pub(crate) version: Option<&'b [u8]>,
+    pub(crate) key: Option<&'b [u8]>,
+    pub(crate) origin: Option<&'b [u8]>,
+}
+
+impl<'b> Known<'b> {
+    fn gather(headers: &[httparse::Header<'b>]) -> Known<'b> {
+        let mut known = Known::default();
+        for h in headers {
+            // The length sorts out nearly every other header for one compare.
+            let slot = match h.name.len() {
+                6 => &mut known.origin,
+                7 => &mut known.upgrade,
+                10 => &mut known.connection,
+                17 => &mut known.key,
+                21 => &mut known.version,
+                _ => continue,
+            };
+            let name = match h.name.len() {
+                6 => "origin",
+                7 => "upgrade",
+                10 => "connection",
+                17 => "sec-websocket-key",
+                _ => "sec-websocket-version",
+            };
+            if slot.is_none() && h.name.eq_ignore_ascii_case(name) {
+                *slot = Some(h.value);
+            }
+        }
+        known
+    }
 }
 
 /// Why the head cannot be read.
@@ -56,22 +97,15 @@ impl<'h, 'b> Head<'h, 'b> {
         else {
             return Ok(None);
         };
+        let headers = request.headers;
         Ok(Some(Head {
             len,
             method,
             target,
             minor_version,
-            headers: request.headers,
+            known: Known::gather(headers),
+            headers,
         }))
-    }
-
-    /// The first value of header `name` (case-insensitive), as tungstenite's
-    /// `HeaderMap::get` gives it.
-    pub(crate) fn header(&self, name: &str) -> Option<&'b [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
     }
 
     /// Every value of header `name`, in order.
@@ -138,25 +172,24 @@ pub(crate) fn check<'b>(head: &Head<'_, 'b>) -> Result<&'b [u8], Refusal> {
         return Err(Refusal::Version);
     }
     // tungstenite reads the first `Connection` header, as text.
-    let connection = head
-        .header("connection")
-        .and_then(|v| std::str::from_utf8(v).ok());
+    let known = &head.known;
+    let connection = known.connection.and_then(|v| std::str::from_utf8(v).ok());
     if !connection.is_some_and(|v| {
         v.split([' ', ','])
             .any(|t| t.eq_ignore_ascii_case("upgrade"))
     }) {
         return Err(Refusal::NoConnectionUpgrade);
     }
-    if !head
-        .header("upgrade")
+    if !known
+        .upgrade
         .is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"))
     {
         return Err(Refusal::NoUpgradeWebSocket);
     }
-    if head.header("sec-websocket-version") != Some(b"13") {
+    if known.version != Some(b"13") {
         return Err(Refusal::WebSocketVersion);
     }
-    let key = head.header("sec-websocket-key").ok_or(Refusal::NoKey)?;
+    let key = known.key.ok_or(Refusal::NoKey)?;
     if !is_valid_key(key) {
         return Err(Refusal::BadKey);
     }
