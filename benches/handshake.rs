@@ -1,5 +1,8 @@
-//! The upgrade request as pawl handles it: tungstenite's HTTP parse and
-//! accept-key response, then the compact request a connection keeps.
+//! The upgrade request: pawl's path (httparse's borrowed view, the upgrade
+//! rules, the 101 written by hand, the compact request a connection keeps)
+//! beside tungstenite's server handshake doing the same work (an
+//! `http::Request`, `create_response`, `write_response`), the path pawl
+//! took before.
 //!
 //! ```text
 //! cargo bench --bench handshake
@@ -22,26 +25,37 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
 
 fn handshake(c: &mut Criterion) {
     let mut out = Vec::with_capacity(256);
-    c.bench_function("parse a browser upgrade and write the 101", |b| {
+    c.bench_function("pawl: parse a browser upgrade and write the 101", |b| {
         b.iter(|| {
-            let Ok(Some((_, request))) = Request::try_parse(black_box(BROWSER_REQUEST)) else {
-                panic!("the request parses");
-            };
-            let response = create_response(&request).expect("valid upgrade");
             out.clear();
-            write_response(&mut out, &response).expect("write to a Vec");
-            let kept = HttpRequest::new(
-                request.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-                request.headers().iter().map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                }),
-            );
+            let kept =
+                pawl::bench_upgrade(black_box(BROWSER_REQUEST), &mut out).expect("valid upgrade");
             black_box((out.len(), kept))
         })
     });
+    c.bench_function(
+        "tungstenite: parse a browser upgrade and write the 101",
+        |b| {
+            b.iter(|| {
+                let Ok(Some((_, request))) = Request::try_parse(black_box(BROWSER_REQUEST)) else {
+                    panic!("the request parses");
+                };
+                let response = create_response(&request).expect("valid upgrade");
+                out.clear();
+                write_response(&mut out, &response).expect("write to a Vec");
+                let kept = HttpRequest::new(
+                    request.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+                    request.headers().iter().map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    }),
+                );
+                black_box((out.len(), kept))
+            })
+        },
+    );
 }
 
 criterion_group!(benches, handshake);

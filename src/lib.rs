@@ -74,6 +74,8 @@ pub use config::ServerConfig;
 pub use context::Context;
 pub use echo::EchoServer;
 pub use error::{Error, Limit, Result};
+#[doc(hidden)]
+pub use handshake::upgrade_only as bench_upgrade;
 pub use http::{HttpRequest, HttpResponse};
 pub use proxy::TrustedProxies;
 pub use router::Origins;

@@ -124,6 +124,20 @@ pub(crate) fn respond(
     }
 }
 
+/// The upgrade path of [`respond`] alone, without a router: reads the head
+/// of `input`, applies the upgrade rules, appends the 101 to `out` and
+/// builds the request a connection keeps. `None` for anything that is not a
+/// complete, valid upgrade. For the criterion bench; not a stable API.
+#[doc(hidden)]
+pub fn upgrade_only(input: &[u8], out: &mut Vec<u8>) -> Option<HttpRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = Head::parse(input, &mut headers).ok()??;
+    let target = head.path_and_query()?;
+    let key = upgrade::check(&head).ok()?;
+    upgrade::write_switching_protocols(out, key, None);
+    Some(HttpRequest::from_head(&target, head.headers))
+}
+
 /// The first of the route's subprotocols (in its order of preference) that
 /// the client offered in `Sec-WebSocket-Protocol`, if any.
 fn choose_protocol<'r>(head: &Head<'_, '_>, supported: &'r [String]) -> Option<&'r str> {
