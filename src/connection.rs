@@ -557,6 +557,18 @@ impl Net {
         }
     }
 
+    /// [`Net::flush`] when the connection has output queued since its last
+    /// flush.
+    pub(crate) fn flush_if_dirty(&mut self, key: u32) {
+        if self
+            .conns
+            .get(key as usize)
+            .is_some_and(|c| c.has(flag::DIRTY))
+        {
+            self.flush(key);
+        }
+    }
+
     /// Writes a connection's queued output; handles completion (drain,
     /// end of a close) and failure.
     pub(crate) fn flush(&mut self, key: u32) {

@@ -46,20 +46,13 @@ impl<'b> Known<'b> {
         let mut known = Known::default();
         for h in headers {
             // The length sorts out nearly every other header for one compare.
-            let slot = match h.name.len() {
-                6 => &mut known.origin,
-                7 => &mut known.upgrade,
-                10 => &mut known.connection,
-                17 => &mut known.key,
-                21 => &mut known.version,
+            let (slot, name) = match h.name.len() {
+                6 => (&mut known.origin, "origin"),
+                7 => (&mut known.upgrade, "upgrade"),
+                10 => (&mut known.connection, "connection"),
+                17 => (&mut known.key, "sec-websocket-key"),
+                21 => (&mut known.version, "sec-websocket-version"),
                 _ => continue,
-            };
-            let name = match h.name.len() {
-                6 => "origin",
-                7 => "upgrade",
-                10 => "connection",
-                17 => "sec-websocket-key",
-                _ => "sec-websocket-version",
             };
             if slot.is_none() && h.name.eq_ignore_ascii_case(name) {
                 *slot = Some(h.value);

@@ -37,14 +37,7 @@ impl ServerCore {
             // Replies to this read go out now, in one write, rather than at
             // the end of the turn: the output buffer is then free to be lent
             // to the next connection while it is still in cache.
-            if self
-                .net
-                .conns
-                .get(key as usize)
-                .is_some_and(|c| c.has(flag::DIRTY))
-            {
-                self.net.flush(key);
-            }
+            self.net.flush_if_dirty(key);
             if short && !drain_fully {
                 return;
             }
@@ -93,6 +86,11 @@ impl ServerCore {
             Outcome::Partial => {
                 if in_place {
                     conn.input.extend_from_slice(&self.read_buf[..n]);
+                }
+                // Nothing to send yet: a client that trickles its request
+                // must not hold the loop's spare buffer.
+                if conn.out.is_empty() && conn.out.capacity() > 0 {
+                    self.net.spare_out = std::mem::take(&mut conn.out);
                 }
             }
             Outcome::Respond { status } => {

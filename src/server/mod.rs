@@ -262,14 +262,7 @@ impl ServerCore {
             for key in std::mem::take(&mut self.net.dirty) {
                 // A connection flushed right after its read is listed but no
                 // longer dirty.
-                if self
-                    .net
-                    .conns
-                    .get(key as usize)
-                    .is_some_and(|c| c.has(flag::DIRTY))
-                {
-                    self.net.flush(key);
-                }
+                self.net.flush_if_dirty(key);
             }
         }
         // Callbacks keep producing output: come back right after the poll.
