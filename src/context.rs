@@ -1,59 +1,71 @@
-//! [`Context`]: what a component callback can do. It writes straight into
-//! buffers the loop owns; nothing goes through a channel.
+//! [`Context`]: what a callback can do. It writes straight into buffers
+//! the loop owns; nothing goes through a channel.
 
-use std::cell::Cell;
+use std::any::Any;
+use std::cell::RefCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use log::warn;
-use tungstenite::protocol::frame::coding::CloseCode;
-
-use crate::component::{CloseReason, ConnId, Message, PreparedMessage, SendStatus};
-use crate::connection::{Net, Pending, Phase};
-use crate::frame::{close_code, encode};
+use crate::close::{CloseCode, CloseReason};
+use crate::component::Component;
+use crate::connection::{ConnId, Net, Phase, SendStatus};
+use crate::frame::encode;
+use crate::handles::{Route, Server, ServerHandle};
 use crate::http::HttpRequest;
-use crate::reactor::{Reactor, TimerId};
-use crate::server::{Server, ServerHandle};
+use crate::message::{Message, PreparedMessage};
+use crate::reactor::{LoopHandle, TimerId};
+use crate::session::Sessions;
 
-/// Handed to every [`Component`](crate::Component) callback (and to
-/// [`Server::with`]): sends, closes, connection details, timers.
+/// Handed to every [`Component`] callback as `Context<'_, Self>`, and to
+/// code that reaches a server or a route from outside its callbacks
+/// ([`Server::with`] gives a `Context<'_>` on the whole server): sends,
+/// closes, connection details, sessions, timers, the loop.
 ///
-/// Sends are queued into the connection's buffer and written at the end of
-/// the loop turn, all of a turn's output to a socket in one `write`.
-pub struct Context<'a> {
+/// Sends are queued into the connection's buffer and written once the
+/// callback returns (replies to a read right after it, everything else at
+/// the end of the loop turn): one `write` per connection for all of it.
+pub struct Context<'a, C = ()> {
     net: &'a mut Net,
-    reactor: &'a mut Reactor,
-    /// The component whose callback this is, for timers and `connections`.
-    component: Option<u32>,
+    lp: &'a mut LoopHandle,
+    server: Server,
+    /// The route whose component this context serves, if any.
+    route: Option<u32>,
+    /// That route's `Sessions<C::Session>`.
+    sessions: Option<&'a mut dyn Any>,
+    _component: PhantomData<fn(&mut C)>,
 }
 
-impl<'a> Context<'a> {
-    pub(crate) fn new(net: &'a mut Net, reactor: &'a mut Reactor, component: Option<u32>) -> Self {
+impl<'a, C> Context<'a, C> {
+    pub(crate) fn new(
+        net: &'a mut Net,
+        lp: &'a mut LoopHandle,
+        server: Server,
+        route: Option<(u32, &'a mut dyn Any)>,
+    ) -> Self {
+        let (route, sessions) = match route {
+            Some((index, sessions)) => (Some(index), Some(sessions)),
+            None => (None, None),
+        };
         Context {
             net,
-            reactor,
-            component,
+            lp,
+            server,
+            route,
+            sessions,
+            _component: PhantomData,
         }
     }
 
-    /// Sends a message. See [`SendStatus`] for what the result means.
+    /// Sends a message: text from `&str`/`&String`, binary from
+    /// `&[u8]`/`&Vec<u8>`, or any [`Message`]. See [`SendStatus`] for what
+    /// the result means.
     pub fn send<'m>(&mut self, conn: ConnId, message: impl Into<Message<'m>>) -> SendStatus {
-        match message.into() {
-            Message::Text(text) => self.net.send_message(conn, true, text.as_bytes()),
-            Message::Binary(bytes) => self.net.send_message(conn, false, bytes),
-        }
-    }
-
-    /// Sends a text message.
-    pub fn send_text(&mut self, conn: ConnId, text: &str) -> SendStatus {
-        self.net.send_message(conn, true, text.as_bytes())
-    }
-
-    /// Sends a binary message.
-    pub fn send_binary(&mut self, conn: ConnId, bytes: &[u8]) -> SendStatus {
-        self.net.send_message(conn, false, bytes)
+        let message = message.into();
+        self.net
+            .send_message(conn, message.is_text(), message.as_bytes())
     }
 
     /// Encodes a message once, to send it to many connections with
@@ -91,19 +103,23 @@ impl<'a> Context<'a> {
         sent
     }
 
+    /// Sends one message, encoded once, to every open connection of this
+    /// context's route (of every route, in a context on the whole server).
+    /// Returns how many took it.
+    pub fn broadcast_route<'m>(&mut self, message: impl Into<Message<'m>>) -> usize {
+        let targets = self.net.open_connections(self.route);
+        let sent = self.broadcast(targets.iter().copied(), message);
+        self.net.recycle_targets(targets);
+        sent
+    }
+
     /// Starts the close handshake with `code` and `reason` (cut to fit a
     /// control frame). `on_close` follows once the peer answers or the close
-    /// timeout passes. Codes RFC 6455 does not allow on the wire (below
-    /// 1000, 1004 to 1006, 1015 to 2999, 5000 and up) become 1000.
-    pub fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
-        let code = if CloseCode::from(code).is_allowed() {
-            code
-        } else {
-            close_code::NORMAL
-        };
+    /// timeout passes.
+    pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
         self.net.close(
             conn,
-            code,
+            code.get(),
             reason,
             CloseReason::Server {
                 code,
@@ -140,12 +156,12 @@ impl<'a> Context<'a> {
         self.net.get(conn).map_or(0, |c| c.unsent())
     }
 
-    /// The open connections of this callback's route (of every route in a
-    /// context from [`Server::with`]).
+    /// The open connections of this context's route (of every route, in a
+    /// context on the whole server).
     pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
-        let component = self.component;
+        let route = self.route;
         self.net.conns.iter().filter_map(move |(key, c)| {
-            let on_route = component.is_none_or(|comp| c.component == comp);
+            let on_route = route.is_none_or(|r| c.component == r);
             (c.phase == Phase::Open && on_route).then_some(ConnId {
                 key: key as u32,
                 generation: c.generation,
@@ -153,87 +169,89 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// Calls this component's [`on_timer`](crate::Component::on_timer) once,
-    /// `after` from now.
-    pub fn set_timer(&mut self, after: Duration) -> TimerId {
-        let (cell, fire) = self.timer_callback();
-        let id = self.reactor.add_timer(after, fire);
-        cell.set(Some(id));
-        id
-    }
-
-    /// Calls this component's [`on_timer`](crate::Component::on_timer) every
-    /// `period` until [`Context::cancel_timer`].
-    pub fn set_periodic(&mut self, period: Duration) -> TimerId {
-        let (cell, mut fire) = self.timer_callback();
-        let id = self.reactor.add_periodic(period, move |r| fire(r));
-        cell.set(Some(id));
-        id
-    }
-
     /// Cancels a timer; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.reactor.cancel_timer(timer)
+        self.lp.cancel_timer(timer)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn timer_callback(
-        &self,
-    ) -> (
-        Rc<Cell<Option<TimerId>>>,
-        impl FnMut(&mut Reactor) + 'static,
-    ) {
-        // The reactor hands out the id only after the callback exists, so
-        // the callback reads it from a cell filled in right after.
-        let cell = Rc::new(Cell::new(None));
-        let id_cell = Rc::clone(&cell);
-        let weak = self.net.this.clone();
-        let component = self.component;
-        if component.is_none() {
-            warn!(
-                "a timer set outside a component's callback reaches no component; use Server::with_component"
-            );
-        }
-        let fire = move |reactor: &mut Reactor| {
-            let (Some(timer), Some(component), Some(core)) =
-                (id_cell.get(), component, weak.upgrade())
-            else {
-                return;
-            };
-            let Ok(mut core) = core.try_borrow_mut() else {
-                return;
-            };
-            core.net.tick(reactor.now());
-            core.net
-                .pending
-                .push_back(Pending::Timer { component, timer });
-            core.settle(reactor);
-        };
-        (cell, fire)
+    /// The loop: add timers and sources, defer work, reach other routes,
+    /// stop. (It cannot turn the loop: this callback is part of a turn.)
+    pub fn event_loop(&mut self) -> &mut LoopHandle {
+        self.lp
     }
 
-    /// The loop itself: register sources, add plain timers, defer work.
-    pub fn reactor(&mut self) -> &mut Reactor {
-        self.reactor
-    }
-
-    /// A handle to this server for later use on the loop thread (from a
-    /// reactor timer or source callback), outside this callback.
-    pub fn server(&self) -> Option<Server> {
-        let core = self.net.this.upgrade()?;
-        Some(Server::new(core, self.net.local_addr, self.net.service))
+    /// This server's key, for later use on the loop thread.
+    pub fn server(&self) -> Server {
+        self.server
     }
 
     /// A `Send` handle to this server for other threads.
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle::new(self.reactor.handle(), self.net.service)
+        self.server.handle(self.lp)
     }
 }
 
-impl fmt::Debug for Context<'_> {
+impl<C: Component> Context<'_, C> {
+    /// The key of this context's route, to reach its component later from
+    /// a timer, a source, a Redis reply or another thread.
+    pub fn route(&self) -> Route<C> {
+        // Every Context<C: Component> is made for a route.
+        Route::new(self.server.app, self.route.unwrap_or(u32::MAX))
+    }
+
+    /// The session of another connection of this route. `None` if the
+    /// connection is gone, is on another route, or is the one whose
+    /// callback is running (its session is the callback's argument).
+    pub fn session(&mut self, conn: ConnId) -> Option<&mut C::Session> {
+        let key = self.net.get(conn)?;
+        if Some(key.component) != self.route {
+            return None;
+        }
+        let session_key = key.session;
+        let sessions = self.sessions.as_mut()?.downcast_mut::<Sessions<C::Session>>()?;
+        sessions.get_mut(session_key)
+    }
+
+    /// Calls `f` with this component once, `after` from now.
+    pub fn set_timer(
+        &mut self,
+        after: Duration,
+        f: impl FnOnce(&mut C, &mut Context<'_, C>) + 'static,
+    ) -> TimerId {
+        let route = self.route();
+        self.lp.add_timer(after, move |lp| {
+            lp.with(route, f);
+        })
+    }
+
+    /// Calls `f` with this component every `period` until
+    /// [`Context::cancel_timer`] (or until `f` panics).
+    pub fn set_periodic(
+        &mut self,
+        period: Duration,
+        f: impl FnMut(&mut C, &mut Context<'_, C>) + 'static,
+    ) -> TimerId {
+        let route = self.route();
+        // The loop may lend the component out later than the timer fires
+        // (never, in practice: timers fire between dispatches), so each
+        // firing's call owns a share of the closure.
+        let f = Rc::new(RefCell::new(f));
+        self.lp.add_periodic(period, move |lp| {
+            let f = Rc::clone(&f);
+            lp.with(route, move |component, ctx| {
+                if let Ok(mut f) = f.try_borrow_mut() {
+                    f(component, ctx);
+                }
+            });
+        })
+    }
+}
+
+impl<C> fmt::Debug for Context<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("component", &self.component)
+            .field("server", &self.server.local_addr)
+            .field("route", &self.route)
             .field("connections", &self.net.conns.len())
             .finish()
     }

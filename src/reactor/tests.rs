@@ -97,7 +97,10 @@ fn handle_runs_closures_from_another_thread_and_refuses_when_full() {
         handle.stop().expect("stop");
     });
     let counter = total.clone();
-    reactor.add_tick_hook(move |_| *counter.borrow_mut() += 1);
+    reactor.add_tick_hook(move |_| {
+        *counter.borrow_mut() += 1;
+        true
+    });
     reactor.run().expect("run");
     thread.join().expect("thread");
     assert!(*total.borrow() > 0);
