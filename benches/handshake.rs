@@ -29,7 +29,7 @@ fn handshake(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             let kept =
-                pawl::bench_upgrade(black_box(BROWSER_REQUEST), &mut out).expect("valid upgrade");
+                pawl::upgrade_response(black_box(BROWSER_REQUEST), &mut out).expect("valid upgrade");
             black_box((out.len(), kept))
         })
     });
