@@ -2,10 +2,10 @@
 //! client that checks every reply.
 //!
 //! ```text
-//! cargo run --release --example pawl_bench -- echo --url ws://127.0.0.1:9001/echo --pid PID
-//! cargo run --release --example pawl_bench -- idle --url ws://127.0.0.1:9001/echo --conns 19000 --pid PID
-//! cargo run --release --example pawl_bench -- handshakes --url ws://127.0.0.1:9001/echo --pid PID
-//! cargo run --release --example pawl_bench -- broadcast --url ws://127.0.0.1:9001/chat --conns 19000 --pid PID
+//! cargo run --release -p pawl-bench --bin pawl_bench -- echo --url ws://127.0.0.1:9001/echo --pid PID
+//! cargo run --release -p pawl-bench --bin pawl_bench -- idle --url ws://127.0.0.1:9001/echo --conns 19000 --pid PID
+//! cargo run --release -p pawl-bench --bin pawl_bench -- handshakes --url ws://127.0.0.1:9001/echo --pid PID
+//! cargo run --release -p pawl-bench --bin pawl_bench -- broadcast --url ws://127.0.0.1:9001/chat --conns 19000 --pid PID
 //! ```
 //!
 //! Each run prints its figures on stderr and one `RESULT key=value ...` line

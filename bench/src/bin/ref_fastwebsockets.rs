@@ -2,7 +2,7 @@
 //! current-thread tokio runtime.
 //!
 //! ```text
-//! cargo run --release --example ref_fastwebsockets -- --bind 127.0.0.1:9003
+//! cargo run --release -p pawl-bench --bin ref_fastwebsockets -- --bind 127.0.0.1:9003
 //! ```
 //!
 //! The upgrade is parsed with httparse and answered by hand instead of

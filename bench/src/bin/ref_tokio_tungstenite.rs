@@ -2,8 +2,8 @@
 //! current-thread runtime, written the way its own examples are.
 //!
 //! ```text
-//! cargo run --release --example ref_tokio_tungstenite -- --bind 127.0.0.1:9002
-//! cargo run --release --example ref_tokio_tungstenite -- --bind 127.0.0.1:9002 --read-buffer 4096
+//! cargo run --release -p pawl-bench --bin ref_tokio_tungstenite -- --bind 127.0.0.1:9002
+//! cargo run --release -p pawl-bench --bin ref_tokio_tungstenite -- --bind 127.0.0.1:9002 --read-buffer 4096
 //! ```
 //!
 //! `/echo` forwards every text and binary message back; `/chat` sends every

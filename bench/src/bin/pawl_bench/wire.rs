@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use pawl::frame::mask::apply_mask;
+
 use crate::Error;
 
 pub const OP_CONT: u8 = 0x0;
@@ -105,7 +107,30 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<FrameHead>, Error> {
 
 /// Appends a masked client frame with FIN set; `mask` is the masking key.
 pub fn encode_masked(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    pawl::frame::encode::masked(out, 0x80 | opcode, payload, mask);
+    masked(out, 0x80 | opcode, payload, mask);
+}
+
+/// Appends a client-to-server frame, masked with `mask`, as a browser sends
+/// it. `first` is the frame's first byte (FIN, RSV bits, opcode). The
+/// client side lives here, not in pawl: a server never masks.
+fn masked(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+    out.reserve(payload.len() + 14);
+    out.push(first);
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask);
 }
 
 /// The payloads a run sends, built so that a reply can be checked against
@@ -195,7 +220,39 @@ mod tests {
     fn masking_is_an_involution() {
         let mut out = Vec::new();
         encode_masked(&mut out, OP_TEXT, b"hello, masked world", [1, 2, 3, 4]);
-        pawl::frame::mask::apply_mask(&mut out[6..], [1, 2, 3, 4]);
+        apply_mask(&mut out[6..], [1, 2, 3, 4]);
         assert_eq!(&out[6..], b"hello, masked world");
+    }
+
+    #[test]
+    fn masked_lengths_follow_rfc6455() {
+        let mask = [9, 8, 7, 6];
+        let mut out = Vec::new();
+        encode_masked(&mut out, OP_BINARY, &[0; 125], mask);
+        assert_eq!(&out[..6], &[0x82, 0x80 | 125, 9, 8, 7, 6]);
+        assert_eq!(out.len(), 6 + 125);
+
+        out.clear();
+        encode_masked(&mut out, OP_BINARY, &[0; 126], mask);
+        assert_eq!(&out[..8], &[0x82, 0x80 | 126, 0, 126, 9, 8, 7, 6]);
+        assert_eq!(out.len(), 8 + 126);
+
+        out.clear();
+        encode_masked(&mut out, OP_BINARY, &vec![0; 70_000], mask);
+        assert_eq!(&out[..2], &[0x82, 0x80 | 127]);
+        assert_eq!(&out[2..10], &70_000u64.to_be_bytes());
+        assert_eq!(&out[10..14], &mask);
+        assert_eq!(out.len(), 14 + 70_000);
+    }
+
+    #[test]
+    fn masked_hello_is_rfc6455s_example() {
+        // RFC 6455, section 5.7: a single-frame masked text message.
+        let mut out = Vec::new();
+        encode_masked(&mut out, OP_TEXT, b"Hello", [0x37, 0xfa, 0x21, 0x3d]);
+        let want = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(out, want);
     }
 }

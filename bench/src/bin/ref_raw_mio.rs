@@ -2,7 +2,7 @@
 //! least a WebSocket echo or broadcast can do.
 //!
 //! ```text
-//! cargo run --release --example ref_raw_mio -- --bind 127.0.0.1:9001
+//! cargo run --release -p pawl-bench --bin ref_raw_mio -- --bind 127.0.0.1:9001
 //! ```
 //!
 //! It reads the HTTP request up to `\r\n\r\n`, answers with a canned 101
