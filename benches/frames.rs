@@ -21,7 +21,11 @@ const LIMITS: Limits = Limits {
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     use tungstenite::protocol::frame::Frame;
     use tungstenite::protocol::frame::coding::{Data, OpCode};
-    let data = if opcode == 1 { Data::Text } else { Data::Binary };
+    let data = if opcode == 1 {
+        Data::Text
+    } else {
+        Data::Binary
+    };
     let mut frame = Frame::message(payload.to_vec(), OpCode::Data(data), true);
     frame.header_mut().mask = Some([0x37, 0xfa, 0x21, 0x3d]);
     let mut out = Vec::new();

@@ -58,7 +58,13 @@ impl Component for MyChat {
         );
     }
 
-    fn on_error(&mut self, _: &mut Context<'_, Self>, conn: ConnId, _: &mut Said, error: &pawl::Error) {
+    fn on_error(
+        &mut self,
+        _: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut Said,
+        error: &pawl::Error,
+    ) {
         // The server closes the connection itself; on_close follows.
         warn!("An error has occurred on {}: {error}", conn.resource_id());
     }

@@ -95,7 +95,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ticks = 0u64;
     reactor.add_periodic(Duration::from_secs(5), move |lp| {
         ticks += 1;
-        lp.with(feed, move |feed, ctx| feed.publish(ctx, &format!("tick {ticks}")));
+        lp.with(feed, move |feed, ctx| {
+            feed.publish(ctx, &format!("tick {ticks}"))
+        });
     });
 
     // Our own TCP source on the same loop: each accepted connection becomes

@@ -151,11 +151,21 @@ mod tests {
 
     #[test]
     fn only_codes_a_server_may_send_can_be_built() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999] {
-            assert_eq!(CloseCode::new(code).map(CloseCode::get), Some(code), "{code}");
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999,
+        ] {
+            assert_eq!(
+                CloseCode::new(code).map(CloseCode::get),
+                Some(code),
+                "{code}"
+            );
         }
         for code in [0, 999, 1004, 1005, 1006, 1015, 2999, 5000, u16::MAX] {
-            assert_eq!(CloseCode::try_from(code), Err(InvalidCloseCode(code)), "{code}");
+            assert_eq!(
+                CloseCode::try_from(code),
+                Err(InvalidCloseCode(code)),
+                "{code}"
+            );
         }
     }
 }

@@ -208,8 +208,40 @@ impl<C: Component> Context<'_, C> {
             return None;
         }
         let session_key = key.session;
-        let sessions = self.sessions.as_mut()?.downcast_mut::<Sessions<C::Session>>()?;
+        let sessions = self
+            .sessions
+            .as_mut()?
+            .downcast_mut::<Sessions<C::Session>>()?;
         sessions.get_mut(session_key)
+    }
+
+    /// Runs `f` with this context and the session of another connection of
+    /// this route, lent out for the call (so `f` can send and close while
+    /// it holds the session). `None` when [`Context::session`] would be.
+    pub fn with_session<R>(
+        &mut self,
+        conn: ConnId,
+        f: impl FnOnce(&mut Self, &mut C::Session) -> R,
+    ) -> Option<R> {
+        let key = self.net.get(conn)?;
+        if Some(key.component) != self.route {
+            return None;
+        }
+        let session_key = key.session;
+        let sessions = self
+            .sessions
+            .as_mut()?
+            .downcast_mut::<Sessions<C::Session>>()?;
+        let mut session = sessions.take(session_key)?;
+        let result = f(self, &mut session);
+        if let Some(sessions) = self
+            .sessions
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<Sessions<C::Session>>())
+        {
+            sessions.put_back(session_key, session);
+        }
+        Some(result)
     }
 
     /// Calls `f` with this component once, `after` from now.

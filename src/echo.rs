@@ -15,7 +15,13 @@ impl Component for EchoServer {
 
     fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) {}
 
-    fn on_message(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId, _: &mut (), message: Message<'_>) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut (),
+        message: Message<'_>,
+    ) {
         // Backpressure is bounded by max_backpressure; an echo has nothing
         // better to do with the status.
         let _ = ctx.send(conn, message);

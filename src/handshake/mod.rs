@@ -11,7 +11,6 @@
 
 mod upgrade;
 
-
 use crate::guard;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::router::{Router, Target};

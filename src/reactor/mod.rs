@@ -159,8 +159,12 @@ pub(crate) trait Handler: 'static {
     /// Events for this handler's token (or one of its sub-tokens).
     fn ready(&mut self, event: &Event, lp: &mut LoopHandle) -> PostAction;
     /// Changes the interest of the one source this handler owns.
-    fn reregister(&mut self, registry: &Registry, token: Token, interest: Interest)
-    -> io::Result<()>;
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()>;
     /// Takes its sources out of the poll before it is dropped.
     fn deregister(&mut self, registry: &Registry) -> io::Result<()>;
     /// What it is, for the log line when user code inside it panics.
@@ -568,7 +572,10 @@ impl LoopHandle {
             return None;
         }
         let mut handler = slot.handler.take()?;
-        let result = handler.as_any().downcast_mut::<T>().map(|value| f(value, self));
+        let result = handler
+            .as_any()
+            .downcast_mut::<T>()
+            .map(|value| f(value, self));
         self.put_back(id, handler, PostAction::Continue);
         result
     }

@@ -23,11 +23,7 @@ impl Server {
     /// `f` runs now when the server is free, and right after the current
     /// callback when the caller is one of this server's own callbacks:
     /// deferred, never dropped. Returns false only when the server is gone.
-    pub fn with(
-        &self,
-        lp: &mut LoopHandle,
-        f: impl FnOnce(&mut Context<'_>) + 'static,
-    ) -> bool {
+    pub fn with(&self, lp: &mut LoopHandle, f: impl FnOnce(&mut Context<'_>) + 'static) -> bool {
         lp.with_source(self.key(), move |core, lp| {
             core.call_server(lp, f);
         })

@@ -138,7 +138,9 @@ impl<C: Component> Endpoint for Mounted<C> {
         session: u32,
         message: Message<'_>,
     ) -> Result<(), Panicked> {
-        self.with_session(env, session, |c, ctx, s| c.on_message(ctx, conn, s, message))
+        self.with_session(env, session, |c, ctx, s| {
+            c.on_message(ctx, conn, s, message)
+        })
     }
 
     fn error(
@@ -204,6 +206,27 @@ impl LoopHandle {
     }
 }
 
+impl LoopHandle {
+    /// Runs `f` with the component behind `route` now, if its server is
+    /// free, and returns what `f` returns; `None` when the server is gone,
+    /// busy (the caller is one of its callbacks: use that callback's
+    /// context instead), or `f` panicked.
+    pub fn try_with<C: Component, R>(
+        &mut self,
+        route: Route<C>,
+        f: impl FnOnce(&mut C, &mut Context<'_, C>) -> R,
+    ) -> Option<R> {
+        let server = self.named(route.app.0)?;
+        let key = SourceKey::<ServerCore>::assume(server);
+        self.try_with_source(key, move |core, lp| {
+            let mut result = None;
+            core.call_route(lp, route.index, |c, ctx| result = Some(f(c, ctx)));
+            result
+        })
+        .flatten()
+    }
+}
+
 impl ServerCore {
     /// Calls `f` on route `index`, whose component is a `C`, then delivers
     /// what the call caused.
@@ -220,7 +243,10 @@ impl ServerCore {
         };
         let Some(mounted) = endpoint.as_any().downcast_mut::<Mounted<C>>() else {
             // A Route<C> is only made by mounting a C at that index.
-            log::error!("route {index} does not hold a {}", std::any::type_name::<C>());
+            log::error!(
+                "route {index} does not hold a {}",
+                std::any::type_name::<C>()
+            );
             return;
         };
         let env = Env {

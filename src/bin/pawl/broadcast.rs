@@ -1,25 +1,24 @@
 //! The seed's `MyChat`: every message goes to every client, the sender too.
 
-use std::collections::BTreeSet;
+use pawl::{Component, ConnId, Context, Message};
 
-use pawl::{CloseReason, Component, ConnId, Context, Message};
-
-/// Ratchet's chat example.
+/// Ratchet's chat example. It keeps no set of clients: the route's
+/// connections are the server's to know.
 #[derive(Debug, Default)]
-pub struct Broadcast {
-    clients: BTreeSet<ConnId>,
-}
+pub struct Broadcast;
 
 impl Component for Broadcast {
-    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-        self.clients.insert(conn);
-    }
+    type Session = ();
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, _: ConnId, message: Message<'_>) {
-        ctx.broadcast(self.clients.iter().copied(), message);
-    }
+    fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) {}
 
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-        self.clients.remove(&conn);
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        _: ConnId,
+        _: &mut (),
+        message: Message<'_>,
+    ) {
+        ctx.broadcast_route(message);
     }
 }

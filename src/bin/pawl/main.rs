@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use log::{error, info};
+use pawl::Origins;
 use pawl::reactor::Reactor;
 
 use cli::Args;
@@ -56,28 +57,27 @@ fn run(args: &Args) -> pawl::Result<()> {
     let config = args.server_config()?;
     let chat_config = args.chat_config()?;
     let (host, port) = args.host_port()?;
-    let origins: Vec<&str> = args.origin.iter().map(String::as_str).collect();
+    let origins = Origins::list(&args.origin);
     let mut reactor = Reactor::new()?;
     reactor.stop_on_signals()?;
-    let mut app = workers::app(&host, port)?;
-    app.config(config);
+    let mut app = workers::app(&host, port)?
+        .config(config)
+        .http("/health", workers::health)
+        .route("/echo", pawl::EchoServer, &origins)
+        .route("/broadcast", broadcast::Broadcast, &origins);
     if let Some(tls) = args.tls_config()? {
-        app.tls(tls);
+        app = app.tls(tls);
     }
-    app.http("/health", workers::health);
-    app.route("/echo", pawl::EchoServer, &origins);
-    app.route("/broadcast", broadcast::Broadcast::default(), &origins);
-    let chat = chat::setup::mount(
-        &mut app,
+    let (app, _chat) = chat::setup::mount(
+        app,
         &mut reactor,
         chat_config,
         &args.store_config(),
         &origins,
     )?;
     let server = app.listen(&mut reactor)?;
-    chat.attach(&server);
     reactor.run()?;
-    server.close_all_now(&mut reactor)?;
+    server.close_all_now(&mut reactor);
     info!("pawl stopped");
     Ok(())
 }

@@ -136,7 +136,11 @@ impl Inner {
 
     /// Past `AUTH`/`SELECT`: hand the queue to the socket, resubscribe, and
     /// tell the `on_connect` callbacks.
-    pub(super) fn become_ready(&mut self, reactor: &mut LoopHandle, deliveries: &mut Vec<Delivery>) {
+    pub(super) fn become_ready(
+        &mut self,
+        reactor: &mut LoopHandle,
+        deliveries: &mut Vec<Delivery>,
+    ) {
         self.state = State::Ready;
         if let Some(timer) = self.connect_timer.take() {
             reactor.cancel_timer(timer);

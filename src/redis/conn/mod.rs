@@ -32,9 +32,9 @@ use mio::event::Event;
 use mio::net::TcpStream;
 
 use super::resp::{Parser, encode_command};
-use crate::guard;
 use super::subscriber::MessageCallback;
 use super::{OverflowPolicy, RedisConfig, RedisError, RedisUrl, Value};
+use crate::guard;
 use crate::reactor::{Handle, Interest, LoopHandle, PostAction, SourceId, TimerId, sub_key};
 
 mod lifecycle;

@@ -23,15 +23,15 @@
 //! A node id is 64 random bits, new for each process, so a restarted node
 //! never inherits a dead one's presence.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use pawl::reactor::Reactor;
+use pawl::reactor::LoopHandle;
 use pawl::redis::{RedisClient, RedisConfig, RedisError, RedisSubscriber, Value};
-use pawl::{Context, Server};
+use pawl::{Context, Route};
 use serde::{Deserialize, Serialize};
 
 use super::Chat;
@@ -140,7 +140,6 @@ pub struct Cluster {
     node: Rc<str>,
     client: RedisClient,
     subscriber: RedisSubscriber,
-    server: Rc<OnceCell<Server>>,
     ttl: Duration,
     version: Rc<Cell<u64>>,
     /// When the client last connected: a node that was cut off itself does
@@ -154,10 +153,10 @@ pub struct Cluster {
 impl Cluster {
     /// Joins the nodes on `url`, sharing `client` with the store (so a
     /// message is stored before it is announced). `ttl` is the presence
-    /// expiry; keys are refreshed every `ttl / 3`. Events reach the chat
-    /// once [`Cluster::attach`] gave it the server.
+    /// expiry; keys are refreshed every `ttl / 3` once [`Cluster::listen`]
+    /// knows the chat's route.
     pub fn connect(
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         url: &str,
         client: RedisClient,
         ttl: Duration,
@@ -169,13 +168,11 @@ impl Cluster {
             node: node.into(),
             client,
             subscriber,
-            server: Rc::new(OnceCell::new()),
             ttl,
             version: Rc::new(Cell::new(0)),
             connected_at: Rc::new(Cell::new(None)),
             stopping: Rc::new(Cell::new(false)),
         };
-        cluster.listen(reactor);
         Ok(cluster)
     }
 
@@ -184,39 +181,35 @@ impl Cluster {
         self.client.is_connected()
     }
 
-    /// Lets events reach the chat on `server`.
-    pub fn attach(&self, server: Server) {
-        let _ = self.server.set(server);
-    }
-
-    /// Subscribes to the other nodes' events and refreshes presence.
-    fn listen(&self, reactor: &mut Reactor) {
+    /// Subscribes to the other nodes' events, which reach the chat on
+    /// `route`, and refreshes presence.
+    pub fn listen(&self, reactor: &mut LoopHandle, route: Route<Chat>) {
         let this = self.clone();
         self.subscriber
             .psubscribe(b"pawl:chat:{*}:events", move |reactor, _, payload| {
-                this.on_event(reactor, payload);
+                this.on_event(reactor, route, payload);
             });
         // Events published while the subscriber was away are lost: read
         // every room again from Redis.
         let this = self.clone();
         self.subscriber.on_connect(move |reactor| {
             debug!("cluster: subscribed; reloading rooms");
-            this.with_chat(reactor, |chat, ctx| chat.reload_all(ctx));
-            this.refresh(reactor);
+            reactor.with(route, |chat, ctx| chat.reload_all(ctx));
+            this.refresh(reactor, route);
         });
         let this = self.clone();
         self.client.on_connect(move |reactor| {
             this.connected_at.set(Some(Instant::now()));
-            this.refresh(reactor);
+            this.refresh(reactor, route);
         });
         let this = self.clone();
-        reactor.add_periodic(self.ttl / 3, move |reactor| this.refresh(reactor));
+        reactor.add_periodic(self.ttl / 3, move |reactor| this.refresh(reactor, route));
         // A graceful stop says goodbye at once rather than after `ttl`
         // (the loop still turns while connections close, which flushes it).
         let this = self.clone();
         reactor.add_stop_hook(move |reactor| {
             this.stopping.set(true);
-            let here = this.with_chat(reactor, |chat, _| chat.snapshot(0));
+            let here = reactor.try_with(route, |chat, _| chat.snapshot(0));
             for (room, users) in here.map(|s| s.rooms).unwrap_or_default() {
                 for present in users {
                     let name = present.user.name;
@@ -234,13 +227,13 @@ impl Cluster {
     /// or `None` if Redis failed (the chat then numbers from memory).
     pub fn next_id(
         &self,
+        route: Route<Chat>,
         room: &str,
         floor: u64,
-        then: impl FnOnce(&mut Chat, &mut Context<'_>, Option<u64>) + 'static,
+        then: impl FnOnce(&mut Chat, &mut Context<'_, Chat>, Option<u64>) + 'static,
     ) {
         let key = format!("pawl:chat:{{{room}}}:seq");
         let floor = floor.to_string();
-        let this = self.clone();
         let args: [&[u8]; 5] = [
             b"EVAL",
             NEXT_ID.as_bytes(),
@@ -256,7 +249,7 @@ impl Cluster {
                     None
                 }
             };
-            this.with_chat(reactor, |chat, ctx| then(chat, ctx, id));
+            reactor.with(route, move |chat, ctx| then(chat, ctx, id));
         });
     }
 
@@ -264,20 +257,20 @@ impl Cluster {
     /// across nodes (`HSETNX`); `then` gets the outcome later on the loop.
     pub fn claim(
         &self,
+        route: Route<Chat>,
         room: &str,
         name: &str,
         stored: &StoredMember,
-        then: impl FnOnce(&mut Chat, &mut Context<'_>, Claim) + 'static,
+        then: impl FnOnce(&mut Chat, &mut Context<'_, Chat>, Claim) + 'static,
     ) {
         let key = format!("pawl:chat:{{{room}}}:members");
         let json = serde_json::to_string(stored).unwrap_or_default();
-        let this = self.clone();
         let (client, name_owned, hash) = (self.client.clone(), name.to_owned(), key.clone());
         self.client.command(
             &[b"HSETNX", key.as_bytes(), name.as_bytes(), json.as_bytes()],
             move |reactor, reply| match reply.map(|v| v.as_int()) {
                 Ok(Some(1)) => {
-                    this.with_chat(reactor, |chat, ctx| then(chat, ctx, Claim::Won));
+                    reactor.with(route, move |chat, ctx| then(chat, ctx, Claim::Won));
                 }
                 Ok(_) => {
                     let hget: [&[u8]; 3] = [b"HGET", hash.as_bytes(), name_owned.as_bytes()];
@@ -289,12 +282,12 @@ impl Cluster {
                                 .map_or(Claim::Failed, Claim::Taken),
                             Err(_) => Claim::Failed,
                         };
-                        this.with_chat(reactor, |chat, ctx| then(chat, ctx, claim));
+                        reactor.with(route, move |chat, ctx| then(chat, ctx, claim));
                     });
                 }
                 Err(e) => {
                     warn!("cluster: cannot claim a name in redis: {e}");
-                    this.with_chat(reactor, |chat, ctx| then(chat, ctx, Claim::Failed));
+                    reactor.with(route, move |chat, ctx| then(chat, ctx, Claim::Failed));
                 }
             },
         );
@@ -324,7 +317,7 @@ impl Cluster {
             .send(&[b"PUBLISH", channel.as_bytes(), json.as_bytes()]);
     }
 
-    fn on_event(&self, reactor: &mut Reactor, payload: &[u8]) {
+    fn on_event(&self, reactor: &mut LoopHandle, route: Route<Chat>, payload: &[u8]) {
         let envelope: Envelope = match serde_json::from_slice(payload) {
             Ok(envelope) => envelope,
             Err(e) => return warn!("cluster: bad event from redis: {e}"),
@@ -332,16 +325,16 @@ impl Cluster {
         if *envelope.node == *self.node {
             return;
         }
-        self.with_chat(reactor, |chat, ctx| chat.remote_event(ctx, envelope));
+        reactor.with(route, |chat, ctx| chat.remote_event(ctx, envelope));
     }
 
     /// Writes this node's presence key, then reads every node's.
-    fn refresh(&self, reactor: &mut Reactor) {
+    fn refresh(&self, reactor: &mut LoopHandle, route: Route<Chat>) {
         if !self.client.is_connected() || self.stopping.get() {
             return;
         }
         let version = self.version.get();
-        let Some(snapshot) = self.with_chat(reactor, |chat, _| chat.snapshot(version)) else {
+        let Some(snapshot) = reactor.try_with(route, |chat, _| chat.snapshot(version)) else {
             return;
         };
         let json = serde_json::to_string(&snapshot).unwrap_or_default();
@@ -368,18 +361,18 @@ impl Cluster {
                     .filter_map(|m| m.as_str().map(str::to_owned))
                     .filter(|id| *id != *this.node)
                     .collect();
-                this.read_nodes(reactor, others);
+                this.read_nodes(reactor, route, others);
             },
         );
     }
 
-    fn read_nodes(&self, reactor: &mut Reactor, others: Vec<String>) {
+    fn read_nodes(&self, reactor: &mut LoopHandle, route: Route<Chat>, others: Vec<String>) {
         let may_drop = self
             .connected_at
             .get()
             .is_some_and(|at| at.elapsed() >= self.ttl);
         if others.is_empty() {
-            self.with_chat(reactor, |chat, ctx| {
+            reactor.with(route, move |chat, ctx| {
                 chat.apply_presence(ctx, Vec::new(), may_drop)
             });
             return;
@@ -405,25 +398,10 @@ impl Cluster {
                     None => {}
                 }
             }
-            this.with_chat(reactor, |chat, ctx| {
+            reactor.with(route, move |chat, ctx| {
                 chat.apply_presence(ctx, nodes, may_drop)
             });
         });
-    }
-
-    fn with_chat<R>(
-        &self,
-        reactor: &mut Reactor,
-        f: impl FnOnce(&mut Chat, &mut Context<'_>) -> R,
-    ) -> Option<R> {
-        let server = self.server.get()?;
-        match server.with_component::<Chat, _>(reactor, f) {
-            Ok(result) => result,
-            Err(e) => {
-                warn!("cluster: cannot reach the chat: {e}");
-                None
-            }
-        }
     }
 }
 

@@ -7,7 +7,7 @@ use pawl::{ConnId, Context};
 
 use super::cluster::{Claim, Event};
 use super::protocol::{DirectMessage, ErrorCode, Profile, ServerMessage};
-use super::{Chat, StoredMember, check_name, error, new_token, plausible_token, send};
+use super::{Chat, Session, StoredMember, check_name, error, new_token, plausible_token, send};
 
 /// What a join asked for.
 pub(super) struct JoinRequest {
@@ -22,8 +22,9 @@ impl Chat {
     /// node to ask), else after the claim in Redis.
     pub(super) fn join(
         &mut self,
-        ctx: &mut Context<'_>,
+        ctx: &mut Context<'_, Chat>,
         conn: ConnId,
+        session: &mut Session,
         room_name: &str,
         request: JoinRequest,
     ) {
@@ -35,7 +36,7 @@ impl Chat {
             .get(room_name)
             .is_some_and(|e| e.room.member(&request.name).is_some());
         let Some(cluster) = self.live_cluster().filter(|_| !known).cloned() else {
-            return self.join_now(ctx, conn, room_name, request);
+            return self.join_now(ctx, conn, session, room_name, request);
         };
         // A client may bring a token for a name nobody has (the server
         // restarted without a store): it keeps it, so its saved token
@@ -49,13 +50,12 @@ impl Chat {
             token: token.clone(),
             profile: request.profile.clone().unwrap_or_default().sanitized(),
         };
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.joining = true;
-        }
+        session.joining = true;
         let room = room_name.to_owned();
         let name = request.name.clone();
         let claimed = stored.clone();
         cluster.claim(
+            ctx.route(),
             room_name,
             &request.name.clone(),
             &claimed,
@@ -75,25 +75,25 @@ impl Chat {
                         Claim::Failed => {}
                     }
                 }
-                let Some(session) = chat.sessions.get_mut(&conn) else {
-                    return;
-                };
-                session.joining = false;
-                let held = std::mem::take(&mut session.held);
-                chat.join_now(ctx, conn, &room, request);
-                for text in held {
-                    if chat.sessions.contains_key(&conn) {
-                        chat.handle(ctx, conn, &text);
+                ctx.with_session(conn, |ctx, session| {
+                    session.joining = false;
+                    let held = std::mem::take(&mut session.held);
+                    chat.join_now(ctx, conn, session, &room, request);
+                    for text in held {
+                        if ctx.is_open(conn) {
+                            chat.handle(ctx, conn, session, &text);
+                        }
                     }
-                }
+                });
             },
         );
     }
 
     fn join_now(
         &mut self,
-        ctx: &mut Context<'_>,
+        ctx: &mut Context<'_, Chat>,
         conn: ConnId,
+        session: &mut Session,
         room_name: &str,
         request: JoinRequest,
     ) {
@@ -170,8 +170,6 @@ impl Chat {
             }
         }
         debug!("{conn} joined {room_name:?} as {name:?}");
-        if let Some(session) = self.sessions.get_mut(&conn) {
-            session.name = Some(name);
-        }
+        session.name = Some(name);
     }
 }

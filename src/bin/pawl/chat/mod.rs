@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
-use pawl::{CloseReason, Component, ConnId, Context, Message};
+use pawl::{CloseCode, CloseReason, Component, ConnId, Context, Message};
 
 use cluster::{Cluster, Event};
 use limit::RateLimit;
@@ -72,7 +72,6 @@ impl Default for ChatConfig {
 pub struct Chat {
     config: ChatConfig,
     rooms: HashMap<String, RoomEntry>,
-    sessions: HashMap<ConnId, Session>,
     store: Box<dyn Store>,
     /// Other nodes on the same Redis, with `--redis`.
     cluster: Option<Cluster>,
@@ -89,7 +88,10 @@ struct RoomEntry {
     open: usize,
 }
 
-struct Session {
+/// What the chat keeps per connection: its room, its name once joined,
+/// its rate limit, and what it sent while its join waited for Redis.
+#[derive(Debug)]
+pub struct Session {
     room: String,
     /// Set by a successful join.
     name: Option<String>,
@@ -107,7 +109,6 @@ impl std::fmt::Debug for Chat {
         f.debug_struct("Chat")
             .field("config", &self.config)
             .field("rooms", &self.rooms.len())
-            .field("sessions", &self.sessions.len())
             .finish()
     }
 }
@@ -118,7 +119,6 @@ impl Chat {
         Chat {
             config,
             rooms: HashMap::new(),
-            sessions: HashMap::new(),
             store,
             cluster: None,
             versions: HashMap::new(),
@@ -139,7 +139,7 @@ impl Chat {
     /// The store came back (or connected for the first time): write every
     /// room in memory back to it, then load each again to merge in what
     /// only the store had. Rooms stay usable meanwhile.
-    pub fn resync(&mut self, ctx: &mut Context<'_>) {
+    pub fn resync(&mut self, ctx: &mut Context<'_, Chat>) {
         let Chat {
             rooms,
             store,
@@ -165,7 +165,7 @@ impl Chat {
 
     /// A room as the store had it: merged into memory, then the messages
     /// held while it loaded are handled.
-    pub fn room_loaded(&mut self, ctx: &mut Context<'_>, room: &str, loaded: Loaded) {
+    pub fn room_loaded(&mut self, ctx: &mut Context<'_, Chat>, room: &str, loaded: Loaded) {
         let Some(entry) = self.rooms.get_mut(room) else {
             return;
         };
@@ -174,22 +174,23 @@ impl Chat {
         let waiting = std::mem::take(&mut entry.waiting);
         debug!("room {room:?} loaded, {} held messages", waiting.len());
         for (conn, text) in waiting {
-            if self.sessions.contains_key(&conn) {
-                self.handle(ctx, conn, &text);
-            }
+            ctx.with_session(conn, |ctx, session| self.handle(ctx, conn, session, &text));
         }
     }
 
-    fn handle(&mut self, ctx: &mut Context<'_>, conn: ConnId, text: &str) {
+    fn handle(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        conn: ConnId,
+        session: &mut Session,
+        text: &str,
+    ) {
         let request = match serde_json::from_str::<ClientMessage>(text) {
             Ok(request) => request,
             Err(e) => {
                 let what = format!("not a chat message: {e}");
                 return error(ctx, conn, ErrorCode::BadRequest, &what);
             }
-        };
-        let Some(session) = self.sessions.get(&conn) else {
-            return;
         };
         let room_name = session.room.clone();
         let name = session.name.clone();
@@ -209,7 +210,7 @@ impl Chat {
                     token,
                     since,
                 };
-                return self.join(ctx, conn, &room_name, request);
+                return self.join(ctx, conn, session, &room_name, request);
             }
             (Some(name), ClientMessage::Join { .. }) => {
                 let what = format!("already joined as {name}");
@@ -275,13 +276,13 @@ impl Chat {
     /// ids increase across nodes), else at once from memory (`None`).
     fn numbered(
         &mut self,
-        ctx: &mut Context<'_>,
+        ctx: &mut Context<'_, Chat>,
         room_name: &str,
-        then: impl FnOnce(&mut Chat, &mut Context<'_>, Option<u64>) + 'static,
+        then: impl FnOnce(&mut Chat, &mut Context<'_, Chat>, Option<u64>) + 'static,
     ) {
         let floor = self.rooms.get(room_name).map_or(0, |e| e.room.last_id());
         match self.live_cluster() {
-            Some(cluster) => cluster.next_id(room_name, floor, then),
+            Some(cluster) => cluster.next_id(ctx.route(), room_name, floor, then),
             None => then(self, ctx, None),
         }
     }
@@ -290,7 +291,7 @@ impl Chat {
     /// announced to the other nodes.
     fn post_say(
         &mut self,
-        ctx: &mut Context<'_>,
+        ctx: &mut Context<'_, Chat>,
         room_name: &str,
         from: String,
         text: String,
@@ -320,7 +321,7 @@ impl Chat {
     /// here, filed with both, announced to the other nodes.
     fn post_dm(
         &mut self,
-        ctx: &mut Context<'_>,
+        ctx: &mut Context<'_, Chat>,
         room_name: &str,
         from: String,
         to: String,
@@ -351,7 +352,9 @@ impl Chat {
 }
 
 impl Component for Chat {
-    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    type Session = Session;
+
+    fn on_open(&mut self, ctx: &mut Context<'_, Chat>, conn: ConnId) -> Session {
         let room = ctx
             .request(conn)
             .and_then(|r| r.query_param("room").map(|r| r.into_owned()))
@@ -359,28 +362,31 @@ impl Component for Chat {
         let count = room.chars().count();
         if count == 0 || count > MAX_ROOM || room.chars().any(char::is_control) {
             warn!("{conn}: bad room name {room:?}");
-            ctx.close(conn, 1008, "bad room name");
-            return;
+            ctx.close(conn, CloseCode::POLICY, "bad room name");
+        } else {
+            self.ensure_room(ctx, &room).open += 1;
         }
-        self.ensure_room(ctx, &room).open += 1;
-        let limit = RateLimit::new(self.config.burst, Instant::now());
-        self.sessions.insert(
-            conn,
-            Session {
-                room,
-                name: None,
-                limit,
-                refused: 0,
-                joining: false,
-                held: Vec::new(),
-            },
-        );
+        Session {
+            room,
+            name: None,
+            limit: RateLimit::new(self.config.burst, Instant::now()),
+            refused: 0,
+            joining: false,
+            held: Vec::new(),
+        }
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
-        let Some(session) = self.sessions.get_mut(&conn) else {
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        conn: ConnId,
+        session: &mut Session,
+        message: Message<'_>,
+    ) {
+        // A connection refused in on_open (a bad room name) has no room.
+        if !self.rooms.contains_key(&session.room) {
             return;
-        };
+        }
         if !session
             .limit
             .allow(self.config.rate, self.config.burst, Instant::now())
@@ -415,13 +421,16 @@ impl Component for Chat {
             entry.waiting.push((conn, text.to_owned()));
             return;
         }
-        self.handle(ctx, conn, text);
+        self.handle(ctx, conn, session, text);
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-        let Some(session) = self.sessions.remove(&conn) else {
-            return;
-        };
+    fn on_close(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        conn: ConnId,
+        session: Session,
+        _: &CloseReason,
+    ) {
         let Some(entry) = self.rooms.get_mut(&session.room) else {
             return;
         };
@@ -456,13 +465,13 @@ fn assign(room: &mut Room, id: Option<u64>) -> u64 {
     }
 }
 
-fn send(ctx: &mut Context<'_>, conn: ConnId, message: &ServerMessage<'_>) {
+fn send(ctx: &mut Context<'_, Chat>, conn: ConnId, message: &ServerMessage<'_>) {
     // A slow reader is bounded by max_backpressure; a chat has no better
     // answer to backpressure than that.
-    let _ = ctx.send_text(conn, &message.to_json());
+    let _ = ctx.send(conn, &message.to_json());
 }
 
-fn error(ctx: &mut Context<'_>, conn: ConnId, code: ErrorCode, message: &str) {
+fn error(ctx: &mut Context<'_, Chat>, conn: ConnId, code: ErrorCode, message: &str) {
     send(ctx, conn, &ServerMessage::Error { code, message });
 }
 

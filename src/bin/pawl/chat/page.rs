@@ -8,10 +8,10 @@ const CSS: &str = include_str!("page.css");
 const JS: &str = include_str!("page.js");
 
 /// Mounts the page on `/` with its stylesheet and script beside it.
-pub fn mount(app: &mut App) {
-    app.http("/", |_| page(HTML, "text/html; charset=utf-8"));
-    app.http("/chat.css", |_| page(CSS, "text/css; charset=utf-8"));
-    app.http("/chat.js", |_| page(JS, "text/javascript; charset=utf-8"));
+pub fn mount(app: App) -> App {
+    app.http("/", |_| page(HTML, "text/html; charset=utf-8"))
+        .http("/chat.css", |_| page(CSS, "text/css; charset=utf-8"))
+        .http("/chat.js", |_| page(JS, "text/javascript; charset=utf-8"))
 }
 
 fn page(body: &'static str, content_type: &str) -> HttpResponse {

@@ -18,13 +18,14 @@
 //! client's queue also replays, so a Redis that restarted empty gets
 //! everything back.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use log::{debug, warn};
+use pawl::reactor::LoopHandle;
 use pawl::redis::{RedisClient, RedisError, Value};
-use pawl::{Context, Server};
+use pawl::{Context, Route};
 use serde::{Deserialize, Serialize};
 
 use super::Chat;
@@ -49,40 +50,26 @@ pub struct StoredMember {
     pub profile: Profile,
 }
 
-/// The Redis store. Its replies reach the chat through the [`Server`]
-/// given to [`RedisStore::attach`].
-/// Clones share the client and the server cell.
+/// The Redis store. Its replies reach the chat through the chat's route,
+/// which every load takes from the context that asked for it.
+/// Clones share the client.
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     client: RedisClient,
     keep: usize,
-    server: Rc<OnceCell<Server>>,
 }
 
 impl RedisStore {
     /// A store writing through `client`, keeping `keep` messages per list.
     pub fn new(client: RedisClient, keep: usize) -> RedisStore {
-        RedisStore {
-            client,
-            keep,
-            server: Rc::new(OnceCell::new()),
-        }
+        RedisStore { client, keep }
     }
 
-    /// Hands the store the running server, so replies reach the chat, and
-    /// writes every room back on each (re)connect.
-    pub fn attach(&self, server: Server) {
-        let _ = self.server.set(server);
-        let cell = Rc::clone(&self.server);
-        self.client.on_connect(move |reactor| {
+    /// Writes every room of the chat on `route` back on each (re)connect.
+    pub fn listen(&self, route: Route<Chat>) {
+        self.client.on_connect(move |lp: &mut LoopHandle| {
             debug!("redis connected; writing rooms back and reloading them");
-            if let Some(server) = cell.get()
-                && let Err(e) = server.with_component::<Chat, _>(reactor, |chat, ctx| {
-                    chat.resync(ctx);
-                })
-            {
-                warn!("cannot resync the chat with redis: {e}");
-            }
+            lp.with(route, |chat, ctx| chat.resync(ctx));
         });
     }
 
@@ -146,17 +133,14 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
-    fn load(&mut self, ctx: &mut Context<'_>, room: &str) -> bool {
-        let Some(server) = self.server.get().cloned() else {
-            warn!("redis store not attached; room {room:?} starts empty");
-            return false;
-        };
+    fn load(&mut self, ctx: &mut Context<'_, Chat>, room: &str) -> bool {
+        let route = ctx.route();
         let load = Rc::new(RefCell::new(Load {
             room: room.to_owned(),
             loaded: Loaded::default(),
             outstanding: 3,
             failed: false,
-            server: server.clone(),
+            route,
         }));
         let messages = Self::key(room, "messages");
         let l = Rc::clone(&load);
@@ -240,18 +224,16 @@ impl Store for RedisStore {
         // If Redis does not answer in time, the room goes on from memory;
         // the answer, when it comes, is merged all the same.
         let room_name = room.to_owned();
-        ctx.reactor().add_timer(LOAD_TIMEOUT, move |reactor| {
-            let _ = server.with_component::<Chat, _>(reactor, |chat, ctx| {
-                if chat.is_loading(&room_name) {
-                    warn!("redis did not answer within {LOAD_TIMEOUT:?}; room {room_name:?} goes on from memory");
-                    chat.room_loaded(ctx, &room_name, Loaded::default());
-                }
-            });
+        ctx.set_timer(LOAD_TIMEOUT, move |chat, ctx| {
+            if chat.is_loading(&room_name) {
+                warn!("redis did not answer within {LOAD_TIMEOUT:?}; room {room_name:?} goes on from memory");
+                chat.room_loaded(ctx, &room_name, Loaded::default());
+            }
         });
         true
     }
 
-    fn save_message(&mut self, _: &mut Context<'_>, room: &str, message: &ChatMessage) {
+    fn save_message(&mut self, _: &mut Context<'_, Chat>, room: &str, message: &ChatMessage) {
         let json = serde_json::to_string(message).unwrap_or_default();
         self.client
             .send(&[b"SADD", ROOMS_KEY.as_bytes(), room.as_bytes()]);
@@ -262,19 +244,19 @@ impl Store for RedisStore {
         self.set_seq(room, message.id);
     }
 
-    fn save_dm(&mut self, _: &mut Context<'_>, room: &str, owner: &str, dm: &DirectMessage) {
+    fn save_dm(&mut self, _: &mut Context<'_, Chat>, room: &str, owner: &str, dm: &DirectMessage) {
         let json = serde_json::to_string(dm).unwrap_or_default();
         self.zadd(&Self::dm_key(room, owner), std::iter::once((dm.id, json)));
         self.set_seq(room, dm.id);
     }
 
-    fn save_member(&mut self, _: &mut Context<'_>, room: &str, member: &Member) {
+    fn save_member(&mut self, _: &mut Context<'_, Chat>, room: &str, member: &Member) {
         self.client
             .send(&[b"SADD", ROOMS_KEY.as_bytes(), room.as_bytes()]);
         self.hset_member(room, member, false);
     }
 
-    fn save_room(&mut self, _: &mut Context<'_>, name: &str, room: &Room) {
+    fn save_room(&mut self, _: &mut Context<'_, Chat>, name: &str, room: &Room) {
         if room.last_id() == 0 && room.members().next().is_none() {
             return;
         }
@@ -303,7 +285,7 @@ struct Load {
     loaded: Loaded,
     outstanding: usize,
     failed: bool,
-    server: Server,
+    route: Route<Chat>,
 }
 
 impl Load {
@@ -314,7 +296,7 @@ impl Load {
         self.failed = true;
     }
 
-    fn done(load: &Rc<RefCell<Load>>, reactor: &mut pawl::reactor::Reactor) {
+    fn done(load: &Rc<RefCell<Load>>, lp: &mut LoopHandle) {
         let mut this = load.borrow_mut();
         this.outstanding -= 1;
         if this.outstanding > 0 {
@@ -322,7 +304,7 @@ impl Load {
         }
         let loaded = std::mem::take(&mut this.loaded);
         let room = this.room.clone();
-        let server = this.server.clone();
+        let route = this.route;
         drop(this);
         debug!(
             "room {room:?} from redis: {} messages, {} members, {} dms",
@@ -330,10 +312,8 @@ impl Load {
             loaded.members.len(),
             loaded.dms.len()
         );
-        if let Err(e) = server.with_component::<Chat, _>(reactor, |chat, ctx| {
-            chat.room_loaded(ctx, &room, loaded);
-        }) {
-            warn!("cannot hand room {room:?} to the chat: {e}");
+        if !lp.with(route, move |chat, ctx| chat.room_loaded(ctx, &room, loaded)) {
+            warn!("the chat is gone; a room loaded from redis is dropped");
         }
     }
 }

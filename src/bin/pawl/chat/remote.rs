@@ -16,7 +16,11 @@ use super::{Chat, RoomEntry};
 impl Chat {
     /// The room's entry, created (and its load from the store started)
     /// if this node has not used it yet.
-    pub(super) fn ensure_room(&mut self, ctx: &mut Context<'_>, name: &str) -> &mut RoomEntry {
+    pub(super) fn ensure_room(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        name: &str,
+    ) -> &mut RoomEntry {
         let Chat {
             rooms,
             store,
@@ -33,7 +37,7 @@ impl Chat {
 
     /// Reads every room from the store again and merges it (after events
     /// may have been missed).
-    pub fn reload_all(&mut self, ctx: &mut Context<'_>) {
+    pub fn reload_all(&mut self, ctx: &mut Context<'_, Chat>) {
         let Chat { rooms, store, .. } = self;
         for (name, entry) in rooms.iter() {
             if !entry.loading {
@@ -43,7 +47,7 @@ impl Chat {
     }
 
     /// Something a user on another node did.
-    pub fn remote_event(&mut self, ctx: &mut Context<'_>, envelope: Envelope) {
+    pub fn remote_event(&mut self, ctx: &mut Context<'_, Chat>, envelope: Envelope) {
         let Envelope {
             node,
             room: room_name,
@@ -133,7 +137,7 @@ impl Chat {
     /// known here but missing from `nodes` is gone, and so are its users.
     pub fn apply_presence(
         &mut self,
-        ctx: &mut Context<'_>,
+        ctx: &mut Context<'_, Chat>,
         nodes: Vec<(String, Snapshot)>,
         may_drop: bool,
     ) {
@@ -187,7 +191,7 @@ impl Chat {
 
 /// `user` is online on `node`: this node's users hear of it if that is
 /// news to them (or of the profile, if that changed).
-fn present(ctx: &mut Context<'_>, room: &mut Room, node: &str, user: User) {
+fn present(ctx: &mut Context<'_, Chat>, room: &mut Room, node: &str, user: User) {
     let Some(member) = room.member_mut(&user.name) else {
         return;
     };
@@ -208,7 +212,7 @@ fn present(ctx: &mut Context<'_>, room: &mut Room, node: &str, user: User) {
 }
 
 /// `name` has no connection left on `node`.
-fn gone(ctx: &mut Context<'_>, room: &mut Room, node: &str, name: &str) {
+fn gone(ctx: &mut Context<'_, Chat>, room: &mut Room, node: &str, name: &str) {
     if room.set_remote(node, name, false) == Some(false) {
         let json = ServerMessage::Left { name }.to_json();
         ctx.broadcast(room.connections(), json.as_str());
@@ -216,7 +220,7 @@ fn gone(ctx: &mut Context<'_>, room: &mut Room, node: &str, name: &str) {
 }
 
 /// Sends a DM to every connection here of its sender and its recipient.
-pub(super) fn deliver_dm(ctx: &mut Context<'_>, room: &Room, dm: &DirectMessage) {
+pub(super) fn deliver_dm(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage) {
     let mut conns = Vec::new();
     for name in [&dm.from, &dm.to] {
         if let Some(member) = room.member(name) {

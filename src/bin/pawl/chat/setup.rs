@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use log::info;
-use pawl::reactor::Reactor;
+use pawl::reactor::LoopHandle;
 use pawl::redis::{RedisClient, RedisConfig};
-use pawl::{App, Server};
+use pawl::{App, Origins, Route};
 
 use super::cluster::Cluster;
 use super::redis_store::RedisStore;
@@ -39,24 +39,18 @@ impl Default for StoreConfig {
     }
 }
 
-/// The chat once mounted; [`Mounted::attach`] it to the server `listen`
-/// returned.
-#[derive(Debug)]
-#[must_use = "attach it to the server, or Redis replies reach no chat"]
-pub struct Mounted {
-    redis: Option<(RedisStore, Cluster)>,
-}
-
-/// Mounts the chat on `/chat`, its page on `/`, and connects to Redis on
-/// `reactor` when asked to (never blocking: commands queue until it is up);
-/// with Redis, the chat spans every pawl process sharing it.
+/// Mounts the chat on `/chat` and its page on `/`, and connects to Redis on
+/// the loop when asked to (never blocking: commands queue until it is up);
+/// with Redis, the chat spans every pawl process sharing it. Redis replies
+/// reach the chat through the returned route, from the moment the app
+/// listens; nothing else needs wiring.
 pub fn mount(
-    app: &mut App,
-    reactor: &mut Reactor,
+    app: App,
+    lp: &mut LoopHandle,
     config: ChatConfig,
     store: &StoreConfig,
-    origins: &[&str],
-) -> pawl::Result<Mounted> {
+    origins: &Origins,
+) -> pawl::Result<(App, Route<Chat>)> {
     if store.presence_ttl < MIN_PRESENCE_TTL {
         let what = format!("--presence-ttl must be at least {MIN_PRESENCE_TTL:?}");
         return Err(pawl::Error::Config(what));
@@ -70,10 +64,10 @@ pub fn mount(
                 .max_queued(store.redis_max_queued)
                 .retry_in_flight(true);
             let bad = |e| pawl::Error::Config(format!("--redis {url}: {e}"));
-            let client = RedisClient::connect(reactor, url, redis_config).map_err(bad)?;
+            let client = RedisClient::connect(lp, url, redis_config).map_err(bad)?;
             info!("chat backlog in redis at {url}");
             let cluster =
-                Cluster::connect(reactor, url, client.clone(), store.presence_ttl).map_err(bad)?;
+                Cluster::connect(lp, url, client.clone(), store.presence_ttl).map_err(bad)?;
             Some((RedisStore::new(client, config.backlog), cluster))
         }
         None => None,
@@ -84,17 +78,11 @@ pub fn mount(
         }
         None => Chat::new(config, Box::new(MemoryStore) as Box<dyn Store>),
     };
-    app.route("/chat", chat, origins);
-    page::mount(app);
-    Ok(Mounted { redis })
-}
-
-impl Mounted {
-    /// Lets Redis replies reach the chat on `server`.
-    pub fn attach(self, server: &Server) {
-        if let Some((store, cluster)) = &self.redis {
-            store.attach(server.clone());
-            cluster.attach(server.clone());
-        }
+    let mut app = page::mount(app);
+    let route = app.mount("/chat", chat, origins);
+    if let Some((store, cluster)) = &redis {
+        store.listen(route);
+        cluster.listen(lp, route);
     }
+    Ok((app, route))
 }
