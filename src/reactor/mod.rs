@@ -105,6 +105,14 @@ impl SourceId {
     }
 }
 
+#[cfg(test)]
+impl SourceId {
+    /// An id for unit tests of what sits above the loop.
+    pub(crate) fn for_tests(key: u32) -> SourceId {
+        SourceId { key, generation: 1 }
+    }
+}
+
 /// The sub-key of a token made by [`SourceId::sub_token`], or `None` for a
 /// plain token.
 pub fn sub_key(token: Token) -> Option<u32> {
