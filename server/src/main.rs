@@ -8,7 +8,6 @@
 //! ```
 
 mod broadcast;
-mod chat;
 mod cli;
 mod workers;
 
@@ -67,7 +66,7 @@ fn run(args: &Args) -> pawl::Result<()> {
     app.http("/health", workers::health);
     app.route("/echo", pawl::EchoServer, &origins);
     app.route("/broadcast", broadcast::Broadcast::default(), &origins);
-    let chat = chat::setup::mount(
+    let chat = pawl_chat::setup::mount(
         &mut app,
         &mut reactor,
         chat_config,
