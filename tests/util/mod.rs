@@ -628,6 +628,18 @@ pub fn close_code_of(payload: &[u8]) -> u16 {
 // The pawl binary as a child process
 // ---------------------------------------------------------------------------
 
+/// The `pawl` binary. Cargo names it only to the tests of `pawl-server`,
+/// the package that owns it (server/tests/ include this file); the
+/// library's own tests compile this helper but never start it.
+#[allow(
+    clippy::option_env_unwrap,
+    reason = "a root test that reached this is a test in the wrong package"
+)]
+fn pawl_binary() -> &'static str {
+    option_env!("CARGO_BIN_EXE_pawl")
+        .expect("only the tests in server/tests/ can start the pawl binary")
+}
+
 /// A running `pawl` binary, killed if the test fails before it exits.
 pub struct Pawl {
     pub child: Child,
@@ -645,7 +657,7 @@ impl Pawl {
             let addr = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("a free port");
-            let mut command = Command::new(env!("CARGO_BIN_EXE_pawl"));
+            let mut command = Command::new(pawl_binary());
             command
                 .args(["--bind", &addr.to_string(), "--log-level", "warn"])
                 .args(args)

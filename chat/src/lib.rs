@@ -2,6 +2,12 @@
 //! public messages with a backlog, direct messages (kept for offline
 //! users), history paging and `since` resumption, over the JSON protocol in
 //! [`protocol`]. It uses only pawl's public API.
+//!
+//! This is the `pawl-chat` crate beside the library; the `pawl` server
+//! binary (`server/`) puts it on an app with [`setup::mount`] and
+//! [`setup::Mounted::attach`].
+
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod cluster;
 mod join;

@@ -1,5 +1,5 @@
-//! Helpers for the chat's integration tests (beside the core's
-//! tests/util): the `pawl` binary as a child process on a free port, and a
+//! Helpers for the chat's integration tests (beside the library's
+//! tests/util at the repository root): the `pawl` binary as a child process on a free port, and a
 //! blocking WebSocket client with timeouts, so every expectation is bounded.
 
 #![allow(dead_code)]

@@ -7,9 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 use pawl::{ServerConfig, TlsConfig, TrustedProxies};
-
-use crate::chat::ChatConfig;
-use crate::chat::setup::StoreConfig;
+use pawl_chat::ChatConfig;
+use pawl_chat::setup::StoreConfig;
 
 /// pawl: a single-threaded WebSocket server (RFC 6455) with a chat at / and /chat,
 /// the seed's broadcast chat at /broadcast, and /echo.

@@ -7,9 +7,11 @@
 //! on Linux) so their addresses differ from nginx's 127.0.0.1.
 //!
 //! ```text
-//! cargo test --test nginx
+//! cargo test -p pawl-server --test nginx
 //! ```
 
+// The library's test helpers, shared rather than copied.
+#[path = "../../tests/util/mod.rs"]
 mod util;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

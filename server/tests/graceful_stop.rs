@@ -1,6 +1,8 @@
 //! Graceful stop of the `pawl` binary: on SIGTERM every client gets close
 //! 1001, a client still in its handshake is dropped, and the process exits 0.
 
+// The library's test helpers, shared rather than copied.
+#[path = "../../tests/util/mod.rs"]
 mod util;
 
 use util::{Client, Pawl, Raw, Received};

@@ -3,9 +3,11 @@
 //! gracefully with exit status 0.
 //!
 //! ```text
-//! cargo test --test workers
+//! cargo test -p pawl-server --test workers
 //! ```
 
+// The library's test helpers, shared rather than copied.
+#[path = "../../tests/util/mod.rs"]
 mod util;
 
 use std::io::{Read, Write};

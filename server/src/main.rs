@@ -8,7 +8,6 @@
 //! ```
 
 mod broadcast;
-mod chat;
 mod cli;
 mod workers;
 
@@ -68,7 +67,7 @@ fn run(args: &Args) -> pawl::Result<()> {
     if let Some(tls) = args.tls_config()? {
         app = app.tls(tls);
     }
-    let (app, _chat) = chat::setup::mount(
+    let (app, _chat) = pawl_chat::setup::mount(
         app,
         &mut reactor,
         chat_config,

@@ -2,6 +2,8 @@
 //! open-files limit lowered, refuses the connections it cannot hold at once
 //! (they are not left hanging in the backlog) and keeps serving the rest.
 
+// The library's test helpers, shared rather than copied.
+#[path = "../../tests/util/mod.rs"]
 mod util;
 
 use util::{Client, Pawl, wait_for};
