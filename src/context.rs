@@ -13,6 +13,7 @@ use crate::close::{CloseCode, CloseReason};
 use crate::component::Component;
 use crate::connection::{ConnId, Net, Phase, SendStatus};
 use crate::frame::encode;
+use crate::guard;
 use crate::handles::{Route, Server, ServerHandle};
 use crate::http::HttpRequest;
 use crate::message::{Message, PreparedMessage};
@@ -233,7 +234,9 @@ impl<C: Component> Context<'_, C> {
             .as_mut()?
             .downcast_mut::<Sessions<C::Session>>()?;
         let mut session = sessions.take(session_key)?;
-        let result = f(self, &mut session);
+        // The session goes back even if `f` panics; the panic then goes on
+        // to the guard around the callback that called this.
+        let result = guard::catch(|| f(self, &mut session));
         if let Some(sessions) = self
             .sessions
             .as_mut()
@@ -241,7 +244,10 @@ impl<C: Component> Context<'_, C> {
         {
             sessions.put_back(session_key, session);
         }
-        Some(result)
+        match result {
+            Ok(result) => Some(result),
+            Err(guard::Panicked(message)) => std::panic::resume_unwind(Box::new(message)),
+        }
     }
 
     /// Calls `f` with this component once, `after` from now.

@@ -29,7 +29,7 @@ pub(crate) enum Transport {
     Tls(Box<TlsStream>),
     /// An in-memory peer for the connection's unit tests.
     #[cfg(test)]
-    Memory(memory::MemoryStream),
+    Memory(Box<memory::MemoryStream>),
 }
 
 /// A rustls server session over a non-blocking socket.

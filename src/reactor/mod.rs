@@ -832,6 +832,9 @@ impl LoopHandle {
                     if guard::call(&"a periodic timer (cancelled)", || callback(self)).is_ok() {
                         self.timers
                             .restore_periodic(due.id, callback, period, Instant::now());
+                    } else {
+                        // Its slot waits for the callback to come back.
+                        self.timers.cancel(due.id);
                     }
                 }
             }
