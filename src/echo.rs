@@ -1,8 +1,8 @@
 //! [`EchoServer`]: Ratchet's `EchoServer`, every message sent back.
 
 use crate::component::Component;
+use crate::component::Context;
 use crate::connection::ConnId;
-use crate::context::Context;
 use crate::message::Message;
 
 /// Sends every message back to its sender, text as text, binary as binary.

@@ -3,8 +3,8 @@
 //! owns by its key, never through a reference.
 
 use crate::component::Component;
+use crate::component::Context;
 use crate::connection::ConnId;
-use crate::context::Context;
 use crate::guard;
 use crate::handles::{Route, Server, ServerHandle};
 use crate::message::OwnedMessage;

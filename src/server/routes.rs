@@ -12,14 +12,14 @@ use std::fmt;
 
 use crate::close::CloseReason;
 use crate::component::Component;
+use crate::component::Context;
+use crate::component::Sessions;
 use crate::connection::{ConnId, Net};
-use crate::context::Context;
 use crate::error::Error;
 use crate::guard::{self, Panicked};
 use crate::handles::{Route, Server};
 use crate::message::Message;
 use crate::reactor::{LoopHandle, SourceKey};
-use crate::session::Sessions;
 
 use super::ServerCore;
 

@@ -1,7 +1,19 @@
 //! A connection's life: connect, `AUTH`/`SELECT`, ready, the queue while
 //! disconnected, and what happens to commands when the connection ends.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, trace, warn};
+use mio::Interest;
+use mio::net::TcpStream;
+
+use super::{
+    Delivery, InFlight, Inner, Kind, Lost, Queued, Reply, ReplyTo, SUBSCRIBE_BATCH, State, Timer,
+    fail,
+};
+use crate::reactor::{LoopHandle, TimerId};
+use crate::redis::resp::encode_command;
+use crate::redis::{OverflowPolicy, RedisError};
 
 impl Inner {
     pub(super) fn add_timer(

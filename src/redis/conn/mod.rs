@@ -22,20 +22,20 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, trace, warn};
+use log::{debug, warn};
 use mio::event::Event;
 use mio::net::TcpStream;
 
 use super::resp::{Parser, encode_command};
 use super::subscriber::MessageCallback;
-use super::{OverflowPolicy, RedisConfig, RedisError, RedisUrl, Value};
+use super::{RedisConfig, RedisError, RedisUrl, Value};
 use crate::guard;
-use crate::reactor::{Handle, Interest, LoopHandle, PostAction, SourceId, TimerId, sub_key};
+use crate::reactor::{Handle, LoopHandle, PostAction, SourceId, TimerId, sub_key};
 
 mod lifecycle;
 mod socket;

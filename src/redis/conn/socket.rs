@@ -1,7 +1,16 @@
 //! Socket I/O of a connection: connect completion, reading and parsing
 //! replies, writing the output buffer.
 
-use super::*;
+use std::io::{self, Read, Write};
+
+use log::{trace, warn};
+use mio::Interest;
+
+use super::{
+    COMPACT_AT, Delivery, Inner, Kind, Lost, READ_BUDGET, READ_CHUNK, Reply, ReplyTo, State, push,
+};
+use crate::reactor::LoopHandle;
+use crate::redis::{RedisError, Value};
 
 impl Inner {
     /// Handles readiness of the current stream.

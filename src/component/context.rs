@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::Component;
+use super::session::Sessions;
 use crate::close::{CloseCode, CloseReason};
-use crate::component::Component;
 use crate::connection::{ConnId, Net, Phase, SendStatus};
 use crate::frame::encode;
 use crate::guard;
@@ -18,7 +19,6 @@ use crate::handles::{Route, Server, ServerHandle};
 use crate::http::HttpRequest;
 use crate::message::{Message, PreparedMessage};
 use crate::reactor::{LoopHandle, TimerId};
-use crate::session::Sessions;
 
 /// Handed to every [`Component`] callback as `Context<'_, Self>`, and to
 /// code that reaches a server or a route from outside its callbacks

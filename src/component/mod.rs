@@ -1,9 +1,19 @@
 //! The application side: the [`Component`] trait (Ratchet's
-//! `MessageComponentInterface`), with the per-connection state it declares.
+//! `MessageComponentInterface`), the [`Context`] its callbacks get, and
+//! where the per-connection sessions it declares are kept. One layer: the
+//! trait names the context and the context is typed by the component.
+//!
+//! - `context.rs`: what a callback can do.
+//! - `session.rs`: a route's sessions, lent to callbacks.
+
+mod context;
+mod session;
+
+pub use context::Context;
+pub(crate) use session::Sessions;
 
 use crate::close::CloseReason;
 use crate::connection::ConnId;
-use crate::context::Context;
 use crate::error::Error;
 use crate::message::Message;
 
