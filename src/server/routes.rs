@@ -191,8 +191,10 @@ impl LoopHandle {
     ///
     /// `f` runs now when the server is free, and right after the current
     /// callback when it is busy (the caller is one of its callbacks):
-    /// deferred, never dropped. Returns false only when the server is gone.
-    /// A panic in `f` is caught and logged with the route.
+    /// deferred, never dropped. Returns false (and drops `f`) only when
+    /// there is no server to run it: the app is not listening yet, or its
+    /// server has stopped. A panic in `f` is caught and logged with the
+    /// route.
     pub fn with<C: Component>(
         &mut self,
         route: Route<C>,
