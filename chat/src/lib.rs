@@ -4,8 +4,11 @@
 //! [`protocol`]. It uses only pawl's public API.
 //!
 //! This is the `pawl-chat` crate beside the library; the `pawl` server
-//! binary (`server/`) puts it on an app with [`setup::mount`] and
-//! [`setup::Mounted::attach`].
+//! binary (`server/`) puts it on an app with [`setup::mount`], which mounts
+//! it with [`pawl::App::mount`] and hands the returned `Route<Chat>` to the
+//! Redis store and cluster, whose replies reach the chat through it.
+//! Each connection's [`Session`] (room, name, rate limit) lives with the
+//! connection, not in a map of the chat's.
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
