@@ -232,7 +232,9 @@ fn expect_text(ws: &mut WebSocket<TcpStream>, expected: &str) {
 struct WhoAmI;
 
 impl Component for WhoAmI {
-    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    type Session = ();
+
+    fn on_open(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId) {
         let remote = ctx.remote_addr(conn).map(|a| a.ip().to_string());
         let peer = ctx.peer_addr(conn).map(|a| a.ip().to_string());
         let text = format!(
@@ -240,20 +242,19 @@ impl Component for WhoAmI {
             remote.unwrap_or_default(),
             peer.unwrap_or_default()
         );
-        let _ = ctx.send_text(conn, &text);
+        let _ = ctx.send(conn, &text);
     }
 
-    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
+    fn on_message(&mut self, _: &mut Context<'_, Self>, _: ConnId, _: &mut (), _: Message<'_>) {}
 }
 
 /// pawl as a library, on its own loop thread.
 fn in_process(trusted: &str) -> TestServer {
     let proxies: TrustedProxies = trusted.parse().expect("proxies");
     TestServer::start(move || {
-        let mut app = App::new("127.0.0.1", 0);
-        app.config(ServerConfig::default().trusted_proxies(proxies));
-        app.route("/whoami", WhoAmI, &["*"]);
-        app
+        App::new("127.0.0.1", 0)
+            .config(ServerConfig::default().trusted_proxies(proxies))
+            .route("/whoami", WhoAmI, &["*"])
     })
 }
 

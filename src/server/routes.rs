@@ -95,9 +95,10 @@ impl<C: Component> Mounted<C> {
             sessions,
             path,
         } = self;
-        let mut ctx = Context::new(env.net, env.lp, env.server, Some((env.index, sessions)));
-        let result = guard::call(&RouteName(path), || f(component, &mut ctx, &mut session));
-        drop(ctx);
+        let result = {
+            let mut ctx = Context::new(env.net, env.lp, env.server, Some((env.index, sessions)));
+            guard::call(&RouteName(path), || f(component, &mut ctx, &mut session))
+        };
         self.sessions.put_back(key, session);
         result
     }
@@ -125,9 +126,10 @@ impl<C: Component> Endpoint for Mounted<C> {
             sessions,
             path,
         } = self;
-        let mut ctx = Context::new(env.net, env.lp, env.server, Some((env.index, sessions)));
-        let session = guard::call(&RouteName(path), || component.on_open(&mut ctx, conn))?;
-        drop(ctx);
+        let session = {
+            let mut ctx = Context::new(env.net, env.lp, env.server, Some((env.index, sessions)));
+            guard::call(&RouteName(path), || component.on_open(&mut ctx, conn))?
+        };
         Ok(self.sessions.insert(session))
     }
 
