@@ -67,7 +67,7 @@ impl Remote {
     }
 }
 
-/// A `Send + Clone` handle to a [`Reactor`], for other threads.
+/// A `Send + Clone` handle to a [`Reactor`](crate::reactor::Reactor), for other threads.
 ///
 /// # Examples
 ///

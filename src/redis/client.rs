@@ -15,7 +15,7 @@ use crate::reactor::LoopHandle;
 /// commands when Redis goes away.
 ///
 /// Cloning is cheap and every clone drives the same connection. The client
-/// is `!Send`: it lives on the thread that runs its [`Reactor`].
+/// is `!Send`: it lives on the thread that runs its [`Reactor`](crate::reactor::Reactor).
 ///
 /// Do not send `SUBSCRIBE`, `MONITOR` or other commands that change the
 /// shape of the reply stream through it; use a [`RedisSubscriber`](super::RedisSubscriber).
