@@ -204,16 +204,8 @@ impl<C: Component> Context<'_, C> {
     /// connection is gone, is on another route, or is the one whose
     /// callback is running (its session is the callback's argument).
     pub fn session(&mut self, conn: ConnId) -> Option<&mut C::Session> {
-        let key = self.net.get(conn)?;
-        if Some(key.component) != self.route {
-            return None;
-        }
-        let session_key = key.session;
-        let sessions = self
-            .sessions
-            .as_mut()?
-            .downcast_mut::<Sessions<C::Session>>()?;
-        sessions.get_mut(session_key)
+        let key = self.session_key(conn)?;
+        self.sessions()?.get_mut(key)
     }
 
     /// Runs `f` with this context and the session of another connection of
@@ -224,30 +216,29 @@ impl<C: Component> Context<'_, C> {
         conn: ConnId,
         f: impl FnOnce(&mut Self, &mut C::Session) -> R,
     ) -> Option<R> {
-        let key = self.net.get(conn)?;
-        if Some(key.component) != self.route {
-            return None;
-        }
-        let session_key = key.session;
-        let sessions = self
-            .sessions
-            .as_mut()?
-            .downcast_mut::<Sessions<C::Session>>()?;
-        let mut session = sessions.take(session_key)?;
+        let key = self.session_key(conn)?;
+        let mut session = self.sessions()?.take(key)?;
         // The session goes back even if `f` panics; the panic then goes on
         // to the guard around the callback that called this.
         let result = guard::catch(|| f(self, &mut session));
-        if let Some(sessions) = self
-            .sessions
-            .as_mut()
-            .and_then(|s| s.downcast_mut::<Sessions<C::Session>>())
-        {
-            sessions.put_back(session_key, session);
+        if let Some(sessions) = self.sessions() {
+            sessions.put_back(key, session);
         }
         match result {
             Ok(result) => Some(result),
             Err(guard::Panicked(message)) => std::panic::resume_unwind(Box::new(message)),
         }
+    }
+
+    /// The key of `conn`'s session, if it is a connection of this route.
+    fn session_key(&self, conn: ConnId) -> Option<u32> {
+        let conn = self.net.get(conn)?;
+        (Some(conn.component) == self.route).then_some(conn.session)
+    }
+
+    /// This route's sessions (always there in a context made for a route).
+    fn sessions(&mut self) -> Option<&mut Sessions<C::Session>> {
+        self.sessions.as_mut()?.downcast_mut()
     }
 
     /// Calls `f` with this component once, `after` from now.
