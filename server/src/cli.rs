@@ -229,6 +229,39 @@ mod tests {
         assert!(parse_duration("5h").is_err());
     }
 
+    /// The chat's flags reach its config (the protocol tests in
+    /// chat/tests set these fields directly, in process), and nonsense is
+    /// refused.
+    #[test]
+    fn chat_flags() {
+        let args = Args::parse_from([
+            "pawl",
+            "--backlog",
+            "8",
+            "--max-text",
+            "64",
+            "--rate-limit",
+            "5",
+            "--rate-burst",
+            "20",
+        ]);
+        let config = args.chat_config().expect("valid");
+        assert_eq!(config.backlog, 8);
+        assert_eq!(config.max_text, 64);
+        assert_eq!(config.rate, 5.0);
+        assert_eq!(config.burst, 20);
+        for flags in [
+            ["--backlog", "0"],
+            ["--max-text", "0"],
+            ["--rate-limit", "0"],
+            ["--rate-limit", "inf"],
+            ["--rate-burst", "0"],
+        ] {
+            let args = Args::parse_from(["pawl"].into_iter().chain(flags));
+            assert!(args.chat_config().is_err(), "{flags:?} accepted");
+        }
+    }
+
     #[test]
     fn bind_addresses() {
         let args = Args::parse_from(["pawl", "--bind", "[::1]:9001"]);

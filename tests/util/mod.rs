@@ -60,12 +60,30 @@ impl TestServer {
         build: impl FnOnce() -> App + Send + 'static,
         setup: impl FnOnce(&mut LoopHandle, &pawl::Server) + Send + 'static,
     ) -> TestServer {
+        TestServer::spawn(move |_| build(), setup)
+    }
+
+    /// Starts the app `build` returns, building it on the loop thread with
+    /// the loop at hand, for apps that register sources or timers of their
+    /// own while they are put together (the chat's `setup::mount`).
+    #[track_caller]
+    pub fn start_on_loop(
+        build: impl FnOnce(&mut LoopHandle) -> App + Send + 'static,
+    ) -> TestServer {
+        TestServer::spawn(build, |_, _| {})
+    }
+
+    #[track_caller]
+    fn spawn(
+        build: impl FnOnce(&mut LoopHandle) -> App + Send + 'static,
+        setup: impl FnOnce(&mut LoopHandle, &pawl::Server) + Send + 'static,
+    ) -> TestServer {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("pawl-reactor".into())
             .spawn(move || {
                 let mut reactor = Reactor::new().expect("reactor");
-                let server = build().listen(&mut reactor).expect("listen");
+                let server = build(&mut reactor).listen(&mut reactor).expect("listen");
                 setup(&mut reactor, &server);
                 let handles = (
                     server.local_addr(),

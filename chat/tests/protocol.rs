@@ -1,15 +1,52 @@
-//! The chat's JSON protocol (issue 3) against the `pawl` binary, with real
-//! WebSocket clients on loopback.
+//! The chat's JSON protocol (issue 3): the chat mounted as the `pawl`
+//! binary mounts it, without Redis, served in this process by the
+//! library's test server, with real WebSocket clients on loopback.
+
+#[path = "../../tests/util/mod.rs"]
+mod util;
 
 mod chat_util;
 
-use chat_util::{Client, Pawl, names, texts};
+use std::net::SocketAddr;
+
+use chat_util::{Client, names, texts};
+use pawl::Origins;
+use pawl_chat::ChatConfig;
+use pawl_chat::setup::{self, StoreConfig};
 use serde_json::json;
+use util::TestServer;
+
+/// The chat on `/chat` (and its page on `/`) on a reactor thread of its
+/// own; stopped on drop.
+struct ChatServer(TestServer);
+
+impl ChatServer {
+    /// Serves the chat with `config` and the store in memory.
+    #[track_caller]
+    fn start(config: ChatConfig) -> ChatServer {
+        ChatServer(TestServer::start_on_loop(move |lp| {
+            let store = StoreConfig::default();
+            let (app, _chat) = setup::mount(util::app(), lp, config, &store, &Origins::any())
+                .expect("mount the chat");
+            app
+        }))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    /// A client on `/chat?room=ROOM`.
+    #[track_caller]
+    fn client(&self, room: &str) -> Client {
+        Client::room(self.addr(), room)
+    }
+}
 
 #[test]
 fn join_welcomes_and_announces() {
-    let pawl = Pawl::start(&[]);
-    let mut alice = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut alice = server.client("lobby");
     let welcome = alice.join("alice");
     assert_eq!(welcome["you"]["name"], "alice");
     assert_eq!(welcome["token"].as_str().map(str::len), Some(32));
@@ -17,7 +54,7 @@ fn join_welcomes_and_announces() {
     assert_eq!(welcome["backlog"], json!([]));
     assert_eq!(welcome["dms"], json!([]));
 
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let welcome = bob.join("bob");
     assert_eq!(names(&welcome["users"]), ["alice", "bob"]);
     let joined = alice.expect("joined");
@@ -30,23 +67,23 @@ fn join_welcomes_and_announces() {
 
 #[test]
 fn default_room_is_the_lobby() {
-    let pawl = Pawl::start(&[]);
-    let mut plain = Client::connect(pawl.addr, "/chat");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut plain = Client::connect(server.addr(), "/chat");
     plain.join("alice");
     plain.send(json!({"type": "say", "text": "in the lobby"}));
     plain.expect("message");
-    let mut lobby = pawl.client("lobby");
+    let mut lobby = server.client("lobby");
     let welcome = lobby.join("bob");
     assert_eq!(texts(&welcome["backlog"]), ["in the lobby"]);
 }
 
 #[test]
 fn a_name_is_taken_until_its_token_is_shown() {
-    let pawl = Pawl::start(&[]);
-    let mut first = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut first = server.client("lobby");
     let token = first.join("alice")["token"].clone();
 
-    let mut thief = pawl.client("lobby");
+    let mut thief = server.client("lobby");
     thief.send(json!({"type": "join", "name": "alice"}));
     thief.expect_error("name_taken");
     thief.send(json!({"type": "join", "name": "alice", "token": "guess"}));
@@ -56,7 +93,7 @@ fn a_name_is_taken_until_its_token_is_shown() {
 
     // Offline, the name is still alice's, and her token reclaims it.
     first.close();
-    let mut again = pawl.client("lobby");
+    let mut again = server.client("lobby");
     again.send(json!({"type": "join", "name": "alice"}));
     again.expect_error("name_taken");
     let welcome = again.join_with(json!({"name": "alice", "token": token}));
@@ -64,7 +101,7 @@ fn a_name_is_taken_until_its_token_is_shown() {
 
     // A token brought for a name the room does not know (as after a restart
     // without a store) is kept, so the client's saved token stays good.
-    let mut newcomer = pawl.client("lobby");
+    let mut newcomer = server.client("lobby");
     let saved = "0123456789abcdef0123456789abcdef";
     let welcome = newcomer.join_with(json!({"name": "zoe", "token": saved}));
     assert_eq!(welcome["token"], saved);
@@ -72,12 +109,12 @@ fn a_name_is_taken_until_its_token_is_shown() {
 
 #[test]
 fn say_reaches_everyone_with_increasing_ids() {
-    let pawl = Pawl::start(&[]);
-    let mut alice = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut alice = server.client("lobby");
     alice.join("alice");
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     bob.join("bob");
-    let mut lurker = pawl.client("lobby");
+    let mut lurker = server.client("lobby");
 
     alice.send(json!({"type": "say", "text": "hello"}));
     bob.send(json!({"type": "say", "text": "hi alice"}));
@@ -112,16 +149,16 @@ fn say_reaches_everyone_with_increasing_ids() {
 
 #[test]
 fn dm_reaches_every_tab_of_both_parties_only() {
-    let pawl = Pawl::start(&[]);
-    let mut alice1 = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut alice1 = server.client("lobby");
     let alice_token = alice1.join("alice")["token"].clone();
-    let mut alice2 = pawl.client("lobby");
+    let mut alice2 = server.client("lobby");
     alice2.join_with(json!({"name": "alice", "token": alice_token}));
-    let mut bob1 = pawl.client("lobby");
+    let mut bob1 = server.client("lobby");
     let bob_token = bob1.join("bob")["token"].clone();
-    let mut bob2 = pawl.client("lobby");
+    let mut bob2 = server.client("lobby");
     bob2.join_with(json!({"name": "bob", "token": bob_token}));
-    let mut carol = pawl.client("lobby");
+    let mut carol = server.client("lobby");
     carol.join("carol");
 
     alice1.send(json!({"type": "dm", "to": "bob", "text": "psst"}));
@@ -142,10 +179,10 @@ fn dm_reaches_every_tab_of_both_parties_only() {
 
 #[test]
 fn offline_dm_is_delivered_on_the_next_join() {
-    let pawl = Pawl::start(&[]);
-    let mut alice = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut alice = server.client("lobby");
     alice.join("alice");
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let token = bob.join("bob")["token"].clone();
     bob.close();
     assert_eq!(alice.expect("left")["name"], "bob");
@@ -154,7 +191,7 @@ fn offline_dm_is_delivered_on_the_next_join() {
     let echo = alice.expect("dm");
     assert_eq!(echo["text"], "call me");
 
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let welcome = bob.join_with(json!({"name": "bob", "token": token}));
     let dms = welcome["dms"].as_array().unwrap();
     assert_eq!(dms.len(), 1, "{welcome}");
@@ -167,8 +204,8 @@ fn offline_dm_is_delivered_on_the_next_join() {
 
 #[test]
 fn profiles_are_shown_and_updated() {
-    let pawl = Pawl::start(&[]);
-    let mut alice = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut alice = server.client("lobby");
     let welcome = alice.join_with(json!({
         "name": "alice",
         "profile": {"color": "#e91e63", "status": "hi"}
@@ -177,7 +214,7 @@ fn profiles_are_shown_and_updated() {
         welcome["you"]["profile"],
         json!({"color": "#e91e63", "status": "hi"})
     );
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let welcome = bob.join("bob");
     let users = welcome["users"].as_array().unwrap();
     let alice_seen = users.iter().find(|u| u["name"] == "alice").unwrap();
@@ -204,20 +241,23 @@ fn profiles_are_shown_and_updated() {
 
 #[test]
 fn history_pages_backwards_newest_last() {
-    let pawl = Pawl::start(&["--backlog", "8"]);
-    let mut alice = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig {
+        backlog: 8,
+        ..ChatConfig::default()
+    });
+    let mut alice = server.client("lobby");
     alice.join("alice");
     let mut ids = Vec::new();
     for i in 0..12 {
         alice.send(json!({"type": "say", "text": format!("m{i}")}));
         ids.push(alice.expect("message")["id"].as_u64().unwrap());
     }
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let welcome = bob.join("bob");
     assert_eq!(
         texts(&welcome["backlog"]),
         ["m4", "m5", "m6", "m7", "m8", "m9", "m10", "m11"],
-        "the backlog keeps the last --backlog messages"
+        "the backlog keeps the last `backlog` messages"
     );
 
     bob.send(json!({"type": "history", "before": ids[10], "limit": 3}));
@@ -238,10 +278,10 @@ fn history_pages_backwards_newest_last() {
 
 #[test]
 fn since_resumes_with_only_what_was_missed() {
-    let pawl = Pawl::start(&[]);
-    let mut alice = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut alice = server.client("lobby");
     alice.join("alice");
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let token = bob.join("bob")["token"].clone();
     alice.send(json!({"type": "say", "text": "one"}));
     let seen = bob.expect("message")["id"].clone();
@@ -252,7 +292,7 @@ fn since_resumes_with_only_what_was_missed() {
     alice.expect("message");
     alice.expect("dm");
 
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let welcome = bob.join_with(json!({"name": "bob", "token": token, "since": seen}));
     assert_eq!(texts(&welcome["backlog"]), ["two"]);
     assert_eq!(texts(&welcome["dms"]), ["three"]);
@@ -261,7 +301,7 @@ fn since_resumes_with_only_what_was_missed() {
 
     // A `since` from another history (a restart without a store) gets
     // everything, and `last_id` says where this history is.
-    let mut bob = pawl.client("lobby");
+    let mut bob = server.client("lobby");
     let welcome = bob.join_with(json!({"name": "bob", "token": token, "since": last_id + 50}));
     assert_eq!(texts(&welcome["backlog"]), ["one", "two"]);
     assert_eq!(welcome["last_id"], last_id);
@@ -269,10 +309,10 @@ fn since_resumes_with_only_what_was_missed() {
 
 #[test]
 fn rooms_are_kept_apart() {
-    let pawl = Pawl::start(&[]);
-    let mut red = pawl.client("red");
+    let server = ChatServer::start(ChatConfig::default());
+    let mut red = server.client("red");
     let red_token = red.join("sam")["token"].clone();
-    let mut blue = pawl.client("blue");
+    let mut blue = server.client("blue");
     let welcome = blue.join("sam");
     assert_ne!(welcome["token"], red_token, "names are per room");
     assert_eq!(names(&welcome["users"]), ["sam"]);
@@ -280,41 +320,39 @@ fn rooms_are_kept_apart() {
     red.send(json!({"type": "say", "text": "red only"}));
     red.expect("message");
     blue.expect_quiet();
-    let mut blue2 = pawl.client("blue");
+    let mut blue2 = server.client("blue");
     assert_eq!(blue2.join("kim")["backlog"], json!([]));
     blue2.send(json!({"type": "dm", "to": "nobody-here", "text": "x"}));
     blue2.expect_error("no_such_user");
 
-    let mut red2 = pawl.client("red");
+    let mut red2 = server.client("red");
     let welcome = red2.join("kim");
     assert_eq!(texts(&welcome["backlog"]), ["red only"]);
     assert_eq!(names(&welcome["users"]), ["kim", "sam"]);
 
     // A room visited without a word is forgotten, and works when visited
     // again; one with members is kept.
-    pawl.client("ghost").close();
-    let mut ghost = pawl.client("ghost");
+    server.client("ghost").close();
+    let mut ghost = server.client("ghost");
     assert_eq!(
         ghost.join("kim")["users"],
         json!([{"name": "kim", "profile": {"color": "", "status": ""}}])
     );
     red.close();
     red2.close();
-    let mut red3 = pawl.client("red");
+    let mut red3 = server.client("red");
     assert_eq!(texts(&red3.join("lee")["backlog"]), ["red only"]);
 }
 
 #[test]
 fn every_error_code_and_the_connection_stays_usable() {
-    let pawl = Pawl::start(&[
-        "--max-text",
-        "64",
-        "--rate-limit",
-        "5",
-        "--rate-burst",
-        "20",
-    ]);
-    let mut c = pawl.client("lobby");
+    let server = ChatServer::start(ChatConfig {
+        max_text: 64,
+        rate: 5.0,
+        burst: 20,
+        ..ChatConfig::default()
+    });
+    let mut c = server.client("lobby");
 
     c.send(json!({"type": "say", "text": "too early"}));
     c.expect_error("not_joined");
@@ -348,7 +386,7 @@ fn every_error_code_and_the_connection_stays_usable() {
     assert_eq!(c.expect("message")["text"], "still here");
 
     // A flood: the burst passes, the rest is refused, the server survives.
-    let mut other = pawl.client("lobby");
+    let mut other = server.client("lobby");
     other.join("bob");
     for i in 0..30 {
         other.send(json!({"type": "say", "text": format!("flood {i}")}));
