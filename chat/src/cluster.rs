@@ -207,19 +207,22 @@ impl Cluster {
         // A graceful stop says goodbye at once rather than after `ttl`
         // (the loop still turns while connections close, which flushes it).
         let this = self.clone();
+        // The stop may begin inside one of the chat's own callbacks (the
+        // chat is lent out then): `with` runs this right after it.
         reactor.add_stop_hook(move |reactor| {
             this.stopping.set(true);
-            let here = reactor.try_with(route, |chat, _| chat.snapshot(0));
-            for (room, users) in here.map(|s| s.rooms).unwrap_or_default() {
-                for present in users {
-                    let name = present.user.name;
-                    this.publish(&room, Event::Left { name });
+            reactor.with(route, move |chat, _| {
+                for (room, users) in chat.snapshot(0).rooms {
+                    for present in users {
+                        let name = present.user.name;
+                        this.publish(&room, Event::Left { name });
+                    }
                 }
-            }
-            let key = node_key(&this.node);
-            this.client.send(&[b"DEL", key.as_bytes()]);
-            this.client
-                .send(&[b"SREM", NODES_KEY.as_bytes(), this.node.as_bytes()]);
+                let key = node_key(&this.node);
+                this.client.send(&[b"DEL", key.as_bytes()]);
+                this.client
+                    .send(&[b"SREM", NODES_KEY.as_bytes(), this.node.as_bytes()]);
+            });
         });
     }
 
