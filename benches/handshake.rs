@@ -28,8 +28,8 @@ fn handshake(c: &mut Criterion) {
     c.bench_function("pawl: parse a browser upgrade and write the 101", |b| {
         b.iter(|| {
             out.clear();
-            let kept =
-                pawl::bench_upgrade(black_box(BROWSER_REQUEST), &mut out).expect("valid upgrade");
+            let kept = pawl::upgrade_response(black_box(BROWSER_REQUEST), &mut out)
+                .expect("valid upgrade");
             black_box((out.len(), kept))
         })
     });

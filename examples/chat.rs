@@ -13,43 +13,58 @@
 //!
 //! and `ws.send('hi')` in either.
 
-use std::collections::BTreeSet;
-
 use log::{info, warn};
-use pawl::{App, CloseReason, Component, ConnId, Context, Message};
+use pawl::{App, CloseReason, Component, ConnId, Context, EchoServer, Message};
 
-/// The chat keeps its own set of clients, as the PHP original does.
+/// The chat keeps no set of clients: the server knows its route's
+/// connections, and each connection's session counts what it said.
 #[derive(Debug, Default)]
-struct MyChat {
-    clients: BTreeSet<ConnId>,
-}
+struct MyChat;
+
+/// Per connection: how many messages it sent.
+#[derive(Debug, Default)]
+struct Said(u64);
 
 impl Component for MyChat {
-    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-        self.clients.insert(conn);
+    type Session = Said;
+
+    fn on_open(&mut self, _: &mut Context<'_, Self>, conn: ConnId) -> Said {
         info!("New connection! ({})", conn.resource_id());
+        Said::default()
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, from: ConnId, message: Message<'_>) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        from: ConnId,
+        said: &mut Said,
+        message: Message<'_>,
+    ) {
+        said.0 += 1;
+        // Encoded once, queued on every connection of the route.
+        let reached = ctx.broadcast_route(message);
         info!(
-            "Connection {} sending {} bytes to {} connections",
+            "Connection {} sending {} bytes to {reached} connections",
             from.resource_id(),
             message.as_bytes().len(),
-            self.clients.len()
         );
-        // Encoded once, queued on every connection.
-        ctx.broadcast(self.clients.iter().copied(), message);
     }
 
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
-        self.clients.remove(&conn);
+    fn on_close(&mut self, _: &mut Context<'_, Self>, conn: ConnId, said: Said, why: &CloseReason) {
         info!(
-            "Connection {} has disconnected: {reason}",
-            conn.resource_id()
+            "Connection {} has disconnected after {} messages: {why}",
+            conn.resource_id(),
+            said.0
         );
     }
 
-    fn on_error(&mut self, _: &mut Context<'_>, conn: ConnId, error: &pawl::Error) {
+    fn on_error(
+        &mut self,
+        _: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut Said,
+        error: &pawl::Error,
+    ) {
         // The server closes the connection itself; on_close follows.
         warn!("An error has occurred on {}: {error}", conn.resource_id());
     }
@@ -60,7 +75,8 @@ fn main() -> pawl::Result<()> {
         .with_level(log::LevelFilter::Info)
         .init()
         .expect("logger");
-    let mut app = App::new("127.0.0.1", 8080);
-    app.route("/chat", MyChat::default(), &["*"]);
-    app.run()
+    App::new("127.0.0.1", 8080)
+        .route("/echo", EchoServer, &["*"])
+        .route("/chat", MyChat, &["*"])
+        .run()
 }

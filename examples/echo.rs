@@ -19,8 +19,8 @@ fn main() -> pawl::Result<()> {
         .with_level(log::LevelFilter::Info)
         .init()
         .expect("logger");
-    let mut app = App::new("127.0.0.1", 8080);
-    app.route("/echo", EchoServer, &["*"]);
     // Runs until Ctrl-C or SIGTERM, then closes every connection with 1001.
-    app.run()
+    App::new("127.0.0.1", 8080)
+        .route("/echo", EchoServer, &["*"])
+        .run()
 }

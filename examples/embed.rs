@@ -1,7 +1,8 @@
 //! A program that owns the loop: a WebSocket route, a periodic timer of its
 //! own and a TCP source of its own, all on one `Reactor`. Every line written
 //! to the TCP port, and a clock tick every five seconds, go to every
-//! WebSocket client.
+//! WebSocket client; the route's typed handle is how the timer and the
+//! source reach the component.
 //!
 //! ```text
 //! cargo run --example embed
@@ -10,44 +11,36 @@
 //! Then connect a WebSocket client to `ws://127.0.0.1:8080/feed` and, in
 //! another terminal, type lines into `nc 127.0.0.1 8081`.
 
-use std::collections::BTreeSet;
 use std::io::{self, Read};
 use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use pawl::reactor::{Interest, PostAction, Reactor};
-use pawl::{App, CloseReason, Component, ConnId, Context, Message, Server};
+use pawl::reactor::{Interest, LoopHandle, PostAction, Reactor};
+use pawl::{App, Component, ConnId, Context, Message, Route};
 
-/// The WebSocket side: keeps its clients so the program can reach them.
+/// The WebSocket side: clients listen; the feed counts what it published.
 #[derive(Debug, Default)]
 struct Feed {
-    clients: BTreeSet<ConnId>,
+    published: u64,
 }
 
 impl Component for Feed {
-    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-        self.clients.insert(conn);
-    }
+    type Session = ();
 
-    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {
+    fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) {}
+
+    fn on_message(&mut self, _: &mut Context<'_, Self>, _: ConnId, _: &mut (), _: Message<'_>) {
         // A feed: clients listen, they do not talk.
-    }
-
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-        self.clients.remove(&conn);
     }
 }
 
-/// Sends `line` to every feed client, from outside the component's callbacks.
-fn publish(server: &Server, reactor: &mut Reactor, line: &str) {
-    let result = server.with_component::<Feed, _>(reactor, |feed, ctx| {
-        ctx.broadcast(feed.clients.iter().copied(), line)
-    });
-    match result {
-        Ok(Some(reached)) => debug!("{line:?} reached {reached} clients"),
-        Ok(None) => warn!("no Feed mounted"),
-        Err(e) => warn!("publish: {e}"),
+impl Feed {
+    /// Sends `line` to every client of the route.
+    fn publish(&mut self, ctx: &mut Context<'_, Self>, line: &str) {
+        self.published += 1;
+        let reached = ctx.broadcast_route(line);
+        debug!("{line:?} (#{}) reached {reached} clients", self.published);
     }
 }
 
@@ -56,8 +49,8 @@ fn publish(server: &Server, reactor: &mut Reactor, line: &str) {
 fn read_lines(
     stream: &mut TcpStream,
     pending: &mut Vec<u8>,
-    server: &Server,
-    reactor: &mut Reactor,
+    feed: Route<Feed>,
+    lp: &mut LoopHandle,
 ) -> PostAction {
     let mut buf = [0u8; 4096];
     loop {
@@ -79,10 +72,9 @@ fn read_lines(
     }
     while let Some(end) = pending.iter().position(|&b| b == b'\n') {
         let line: Vec<u8> = pending.drain(..=end).collect();
-        let line = String::from_utf8_lossy(&line);
-        let line = line.trim_end();
+        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
         if !line.is_empty() {
-            publish(server, reactor, line);
+            lp.with(feed, move |feed, ctx| feed.publish(ctx, &line));
         }
     }
     PostAction::Continue
@@ -96,32 +88,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     reactor.stop_on_signals()?;
 
     let mut app = App::new("127.0.0.1", 8080);
-    app.route("/feed", Feed::default(), &["*"]);
+    let feed = app.mount("/feed", Feed::default(), &["*"]);
     let server = app.listen(&mut reactor)?;
 
-    // Our own timer on the same loop.
-    let clock = server.clone();
+    // Our own timer on the same loop, reaching the component by its route.
     let mut ticks = 0u64;
-    reactor.add_periodic(Duration::from_secs(5), move |reactor| {
+    reactor.add_periodic(Duration::from_secs(5), move |lp| {
         ticks += 1;
-        publish(&clock, reactor, &format!("tick {ticks}"));
+        lp.with(feed, move |feed, ctx| {
+            feed.publish(ctx, &format!("tick {ticks}"))
+        });
     });
 
     // Our own TCP source on the same loop: each accepted connection becomes
     // a source too, with a callback that reads its lines.
     let lines = TcpListener::bind("127.0.0.1:8081".parse()?)?;
     info!("line source on {}", lines.local_addr()?);
-    let feed = server.clone();
-    reactor.register(lines, Interest::READABLE, move |listener, _, reactor| {
+    reactor.register(lines, Interest::READABLE, move |listener, _, lp| {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     info!("line source connected: {peer}");
-                    let server = feed.clone();
                     let mut pending = Vec::new();
                     let registered =
-                        reactor.register(stream, Interest::READABLE, move |stream, _, reactor| {
-                            read_lines(stream, &mut pending, &server, reactor)
+                        lp.register(stream, Interest::READABLE, move |stream, _, lp| {
+                            read_lines(stream, &mut pending, feed, lp)
                         });
                     if let Err(e) = registered {
                         warn!("line source {peer}: {e}");
@@ -142,6 +133,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
 
     reactor.run()?;
-    server.close_all_now(&mut reactor)?;
+    server.close_all_now(&mut reactor);
     Ok(())
 }

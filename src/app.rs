@@ -1,4 +1,4 @@
-//! [`App`]: Ratchet's `App` — routes to components, origins, and `run`.
+//! [`App`]: Ratchet's `App`: routes to components, origins, and `run`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -10,28 +10,36 @@ use mio::net::TcpListener;
 use crate::component::Component;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
+use crate::handles::{AppId, Route, Server};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::reactor::Reactor;
+use crate::reactor::{LoopHandle, Reactor};
 use crate::router::{Origins, Router, Target};
-use crate::server::{Server, ServerCore};
+use crate::server::{Endpoint, Mounted, ServerCore};
 use crate::tls::TlsConfig;
 
 /// A WebSocket application: components on paths, served on one address.
 ///
+/// Ratchet's three lines are one expression:
+///
 /// ```no_run
 /// use pawl::{App, EchoServer};
 ///
-/// let mut app = App::new("127.0.0.1", 8080);
-/// app.route("/echo", EchoServer, &["*"]);
-/// app.run()?;
+/// App::new("127.0.0.1", 8080)
+///     .route("/echo", EchoServer, &["*"])
+///     .run()?;
 /// # Ok::<(), pawl::Error>(())
 /// ```
+///
+/// To reach a component from outside its callbacks (a timer, a Redis
+/// reply, another thread), [`App::mount`] it instead: it returns the
+/// route's typed handle.
 pub struct App {
     address: Address,
     config: ServerConfig,
     router: Router,
-    components: Vec<Box<dyn Component>>,
+    routes: Vec<Box<dyn Endpoint>>,
     tls: Option<TlsConfig>,
+    id: AppId,
 }
 
 enum Address {
@@ -57,13 +65,14 @@ impl App {
             address,
             config: ServerConfig::default(),
             router: Router::default(),
-            components: Vec::new(),
+            routes: Vec::new(),
             tls: None,
+            id: AppId::next(),
         }
     }
 
     /// Sets limits and timeouts (see [`ServerConfig`]).
-    pub fn config(&mut self, config: ServerConfig) -> &mut Self {
+    pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
         self
     }
@@ -71,52 +80,68 @@ impl App {
     /// Serves `wss://` (and `https://` for [`App::http`] routes) instead of
     /// plain TCP: every connection starts with a TLS handshake, on the loop,
     /// within the handshake timeout.
-    pub fn tls(&mut self, tls: TlsConfig) -> &mut Self {
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
     }
 
     /// Mounts `component` on `path` (exact match, query ignored), accepting
-    /// the given origins: `&["*"]` for any, or hosts / full origins.
-    /// A refused origin gets HTTP 403; a plain GET on the path gets 426.
+    /// `origins`: `&["*"]` or [`Origins::any`] for any, otherwise hosts or
+    /// full origins. A refused origin gets HTTP 403; a plain GET on the path
+    /// gets 426.
     pub fn route<C: Component>(
+        mut self,
+        path: &str,
+        component: C,
+        origins: impl Into<Origins>,
+    ) -> Self {
+        self.mount(path, component, origins);
+        self
+    }
+
+    /// Like [`App::route`], and returns the route's typed handle, through
+    /// which timers, sources, Redis replies and other threads reach the
+    /// component once the app is listening
+    /// ([`LoopHandle::with`](crate::reactor::LoopHandle::with)).
+    pub fn mount<C: Component>(
         &mut self,
         path: &str,
         component: C,
-        allowed_origins: &[&str],
-    ) -> &mut Self {
-        let index = self.components.len();
-        let component_protocols = component
+        origins: impl Into<Origins>,
+    ) -> Route<C> {
+        let index = self.routes.len();
+        let protocols = component
             .subprotocols()
             .iter()
             .map(|p| p.to_string())
             .collect();
-        self.components.push(Box::new(component));
+        self.routes.push(Box::new(Mounted::new(component, path)));
         self.router.insert(
             path,
             Target::WebSocket {
                 component: index,
-                origins: Origins::from_list(allowed_origins),
-                protocols: component_protocols,
+                origins: origins.into(),
+                protocols,
             },
         );
-        self
+        Route::new(self.id, index as u32)
     }
 
     /// Serves plain HTTP on `path` (a page, a health check). Each response
-    /// closes its connection.
+    /// closes its connection. A handler that panics is logged and answered
+    /// with 500.
     pub fn http(
-        &mut self,
+        mut self,
         path: &str,
         handler: impl Fn(&HttpRequest) -> HttpResponse + 'static,
-    ) -> &mut Self {
+    ) -> Self {
         self.router.insert(path, Target::Http(Rc::new(handler)));
         self
     }
 
-    /// Binds and starts serving on `reactor`, beside whatever else runs on
-    /// it; [`Reactor::run`] drives it.
-    pub fn listen(self, reactor: &mut Reactor) -> Result<Server> {
+    /// Binds and starts serving on the loop, beside whatever else runs on
+    /// it; [`Reactor::run`] drives it. The loop owns the server from now on.
+    pub fn listen(self, lp: &mut LoopHandle) -> Result<Server> {
         let listener = match self.address {
             Address::HostPort(host, port) => bind(&host, port)?,
             Address::Listener(listener) => {
@@ -139,12 +164,13 @@ impl App {
         }
         let tls = self.tls.map(|t| t.rustls);
         let server = ServerCore::start(
-            reactor,
+            lp,
             listener,
             self.router,
-            self.components,
+            self.routes,
             self.config,
             tls,
+            self.id,
         )?;
         info!(
             "pawl listening on {}: {routes}{over_tls}",
@@ -160,7 +186,7 @@ impl App {
         reactor.stop_on_signals()?;
         let server = self.listen(&mut reactor)?;
         reactor.run()?;
-        server.close_all_now(&mut reactor)?;
+        server.close_all_now(&mut reactor);
         info!("pawl stopped");
         Ok(())
     }

@@ -7,25 +7,70 @@
 //! component closing another connection from inside `on_message` never
 //! re-enters itself.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Weak;
 use std::time::Instant;
 
 use log::{debug, warn};
 use slab::Slab;
 
-use crate::component::{CloseReason, ConnId, SendStatus};
+use crate::close::CloseReason;
 use crate::config::ServerConfig;
 use crate::error::{Error, Limit};
 use crate::frame::decode::Decoder;
 use crate::frame::{Violation, close_code, encode};
 use crate::http::HttpRequest;
 use crate::reactor::SourceId;
-use crate::server::ServerCore;
 use crate::transport::Transport;
+
+/// Identifies a connection for its whole life; Ratchet's `resourceId`.
+///
+/// It holds a slot and a generation, so an id kept after its connection
+/// closed never reaches the connection that later reuses the slot: sends to
+/// it report [`SendStatus::Dropped`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) generation: u32,
+    pub(crate) key: u32,
+}
+
+impl ConnId {
+    /// A number unique among the connections of one server process (until
+    /// 2^32 connections were opened), for logs and protocol messages.
+    pub fn resource_id(self) -> u64 {
+        u64::from(self.generation)
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.generation)
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.generation)
+    }
+}
+
+/// What became of a send, as uWebSockets reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a send can report backpressure or a dropped connection"]
+pub enum SendStatus {
+    /// Queued; it goes out once the callback returns.
+    Sent,
+    /// Queued, but the connection has more than
+    /// [`ServerConfig::backpressure_threshold`](crate::ServerConfig::backpressure_threshold)
+    /// unsent: slow down until [`Component::on_drain`](crate::Component::on_drain).
+    Backpressure,
+    /// Not sent: the connection is closed or closing, or this send pushed it
+    /// past [`ServerConfig::max_backpressure`](crate::ServerConfig::max_backpressure)
+    /// and it was closed.
+    Dropped,
+}
 
 /// The largest empty buffer a busy connection keeps between messages.
 pub(crate) const RETAINED_BUFFER: usize = 64 << 10;
@@ -67,6 +112,8 @@ pub(crate) struct Connection {
     pub(crate) generation: u32,
     /// Index of the component its route leads to.
     pub(crate) component: u32,
+    /// Key of its session in that component's sessions.
+    pub(crate) session: u32,
     pub(crate) phase: Phase,
     pub(crate) flags: u8,
     /// Milliseconds on the server clock: last input while open, start of the
@@ -90,6 +137,7 @@ impl Connection {
             stream,
             generation,
             component: 0,
+            session: 0,
             phase: Phase::Handshake,
             flags: 0,
             since: now,
@@ -174,20 +222,19 @@ pub(crate) enum Pending {
     Error {
         conn: ConnId,
         component: u32,
+        session: u32,
         error: Error,
     },
     Close {
         conn: ConnId,
         component: u32,
+        session: u32,
         reason: CloseReason,
     },
     Drain {
         conn: ConnId,
         component: u32,
-    },
-    Timer {
-        component: u32,
-        timer: crate::reactor::TimerId,
+        session: u32,
     },
 }
 
@@ -215,22 +262,12 @@ pub(crate) struct Net {
     /// connection that cannot write everything keeps it as its own.
     pub(crate) spare_out: Vec<u8>,
     pub(crate) shutting_down: bool,
-    /// The server itself, for contexts that hand out [`crate::Server`] handles.
-    pub(crate) this: Weak<RefCell<ServerCore>>,
-    /// The server's index in the reactor's services, for [`crate::ServerHandle`].
-    pub(crate) service: usize,
-    /// The listening address, for [`crate::Server`] handles made in callbacks.
-    pub(crate) local_addr: SocketAddr,
+    /// Reused to list the targets of a route-wide broadcast.
+    targets: Vec<ConnId>,
 }
 
 impl Net {
-    pub(crate) fn new(
-        config: ServerConfig,
-        handler: SourceId,
-        this: Weak<RefCell<ServerCore>>,
-        service: usize,
-        local_addr: SocketAddr,
-    ) -> Self {
+    pub(crate) fn new(config: ServerConfig, handler: SourceId) -> Self {
         Net {
             conns: Slab::new(),
             dirty: Vec::new(),
@@ -244,9 +281,7 @@ impl Net {
             scratch: Vec::new(),
             spare_out: Vec::new(),
             shutting_down: false,
-            this,
-            service,
-            local_addr,
+            targets: Vec::new(),
         }
     }
 
@@ -279,6 +314,26 @@ impl Net {
         self.conns
             .get_mut(id.key as usize)
             .filter(|c| c.generation == id.generation)
+    }
+
+    /// The open connections of route `route` (of every route for `None`),
+    /// in a reused vector to give back with [`Net::recycle_targets`].
+    pub(crate) fn open_connections(&mut self, route: Option<u32>) -> Vec<ConnId> {
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        targets.extend(self.conns.iter().filter_map(|(key, c)| {
+            let on_route = route.is_none_or(|r| c.component == r);
+            (c.phase == Phase::Open && on_route).then_some(ConnId {
+                key: key as u32,
+                generation: c.generation,
+            })
+        }));
+        targets
+    }
+
+    /// Takes back the vector [`Net::open_connections`] lent.
+    pub(crate) fn recycle_targets(&mut self, targets: Vec<ConnId>) {
+        self.targets = targets;
     }
 
     /// The client's address: `X-Forwarded-For` when the peer is a trusted
@@ -362,11 +417,12 @@ impl Net {
         );
         conn.out = Vec::new();
         conn.out_start = 0;
-        let component = conn.component;
+        let (component, session) = (conn.component, conn.session);
         if conn.has(flag::OPENED) {
             self.pending.push_back(Pending::Error {
                 conn: id,
                 component,
+                session,
                 error: Error::Limit(Limit::Backpressure),
             });
         }
@@ -449,10 +505,11 @@ impl Net {
             conn.since = now;
         }
         if let (Some(error), true) = (error, conn.has(flag::OPENED)) {
-            let component = conn.component;
+            let (component, session) = (conn.component, conn.session);
             self.pending.push_back(Pending::Error {
                 conn: id,
                 component,
+                session,
                 error,
             });
         }
@@ -592,10 +649,12 @@ impl Net {
                     self.doom(key, CloseReason::Io(io::ErrorKind::NotConnected));
                 } else if conn.has(flag::BACKPRESSURED) {
                     conn.flags &= !flag::BACKPRESSURED;
-                    let (component, generation) = (conn.component, conn.generation);
+                    let (component, session) = (conn.component, conn.session);
+                    let generation = conn.generation;
                     self.pending.push_back(Pending::Drain {
                         conn: ConnId { key, generation },
                         component,
+                        session,
                     });
                 }
             }
@@ -609,7 +668,12 @@ impl Net {
 
 #[cfg(test)]
 mod tests {
+    //! The connection's state machine over an in-memory peer that answers
+    //! `WouldBlock` as a full socket does: partial writes, backpressure and
+    //! drain, the close handshake from either side, overflow.
+
     use super::*;
+    use crate::transport::memory::MemoryStream;
 
     #[test]
     fn an_idle_connection_stays_small() {
@@ -617,5 +681,153 @@ mod tests {
         let size = std::mem::size_of::<Connection>();
         println!("Connection: {size} bytes");
         assert!(size <= 160, "{size}");
+    }
+
+    /// A table with one open connection whose peer takes `room` bytes.
+    fn open_connection(room: usize, config: ServerConfig) -> (Net, ConnId) {
+        let mut net = Net::new(config, SourceId::for_tests(0));
+        let stream = Transport::Memory(Box::new(MemoryStream {
+            room,
+            ..MemoryStream::default()
+        }));
+        let peer = "127.0.0.1:9".parse().expect("an address");
+        let generation = net.next_generation();
+        let key = net
+            .conns
+            .insert(Connection::new(stream, peer, generation, 0)) as u32;
+        let conn = &mut net.conns[key as usize];
+        conn.phase = Phase::Open;
+        conn.flags |= flag::OPENED;
+        (net, ConnId { key, generation })
+    }
+
+    fn peer(net: &mut Net, id: ConnId) -> &mut MemoryStream {
+        match &mut net.conns[id.key as usize].stream {
+            Transport::Memory(m) => m,
+            _ => unreachable!("the tests only make memory streams"),
+        }
+    }
+
+    fn frame(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode::message(&mut out, true, text.as_bytes());
+        out
+    }
+
+    #[test]
+    fn a_send_the_socket_cannot_take_waits_and_drains_later() {
+        let config = ServerConfig {
+            backpressure_threshold: 64,
+            ..ServerConfig::default()
+        };
+        let (mut net, id) = open_connection(10, config);
+        let big = "x".repeat(100);
+        assert_eq!(
+            net.send_message(id, true, big.as_bytes()),
+            SendStatus::Backpressure
+        );
+        assert_eq!(net.dirty, [id.key]);
+        net.flush(id.key);
+        // The socket took 10 bytes and said WouldBlock: the rest waits.
+        assert_eq!(peer(&mut net, id).written.len(), 10);
+        assert_eq!(net.conns[id.key as usize].unsent(), frame(&big).len() - 10);
+        assert!(net.pending.is_empty(), "no drain while bytes wait");
+        // A second send is queued behind the first, in order.
+        assert_eq!(
+            net.send_message(id, true, b"after"),
+            SendStatus::Backpressure
+        );
+        peer(&mut net, id).room = usize::MAX;
+        net.flush(id.key);
+        let mut want = frame(&big);
+        want.extend(frame("after"));
+        assert_eq!(peer(&mut net, id).written, want);
+        assert_eq!(net.conns[id.key as usize].unsent(), 0);
+        assert!(matches!(
+            net.pending.pop_front(),
+            Some(Pending::Drain { conn, .. }) if conn == id
+        ));
+    }
+
+    #[test]
+    fn our_close_waits_for_the_peers_then_the_socket_goes() {
+        let (mut net, id) = open_connection(usize::MAX, ServerConfig::default());
+        net.close(id, 4000, "bye", CloseReason::Shutdown);
+        assert_eq!(net.conns[id.key as usize].phase, Phase::AwaitingClose);
+        assert_eq!(net.send_message(id, true, b"late"), SendStatus::Dropped);
+        net.flush(id.key);
+        let mut want = Vec::new();
+        encode::close(&mut want, 4000, "bye");
+        assert_eq!(peer(&mut net, id).written, want);
+        assert!(net.doomed.is_empty(), "still waiting for the peer's close");
+        net.peer_closed(id.key, 4000, "");
+        net.flush(id.key);
+        assert_eq!(net.doomed, [id.key]);
+        assert!(peer(&mut net, id).write_closed);
+        let reason = net.conns[id.key as usize].reason.as_deref().cloned();
+        assert_eq!(reason, Some(CloseReason::Shutdown));
+    }
+
+    #[test]
+    fn the_peers_close_is_echoed_then_the_socket_goes() {
+        let (mut net, id) = open_connection(3, ServerConfig::default());
+        net.peer_closed(id.key, 1001, "going");
+        assert_eq!(net.conns[id.key as usize].phase, Phase::Flushing);
+        net.flush(id.key);
+        assert!(net.doomed.is_empty(), "the echo is not all out yet");
+        peer(&mut net, id).room = usize::MAX;
+        net.flush(id.key);
+        let mut want = Vec::new();
+        encode::close(&mut want, 1001, "");
+        assert_eq!(peer(&mut net, id).written, want);
+        assert_eq!(net.doomed, [id.key]);
+        let reason = net.conns[id.key as usize].reason.as_deref().cloned();
+        assert_eq!(
+            reason,
+            Some(CloseReason::Peer {
+                code: 1001,
+                reason: "going".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_is_closed_past_max_backpressure() {
+        let config = ServerConfig {
+            backpressure_threshold: 16,
+            max_backpressure: 64,
+            ..ServerConfig::default()
+        };
+        let (mut net, id) = open_connection(0, config);
+        assert_eq!(
+            net.send_message(id, true, &[b'a'; 40]),
+            SendStatus::Backpressure
+        );
+        assert_eq!(net.send_message(id, true, &[b'b'; 40]), SendStatus::Dropped);
+        assert_eq!(net.doomed, [id.key]);
+        assert_eq!(
+            net.conns[id.key as usize].out.capacity(),
+            0,
+            "buffer freed at once"
+        );
+        assert!(matches!(
+            net.pending.pop_front(),
+            Some(Pending::Error {
+                error: Error::Limit(Limit::Backpressure),
+                ..
+            })
+        ));
+        assert_eq!(net.send_message(id, true, b"c"), SendStatus::Dropped);
+    }
+
+    #[test]
+    fn a_stale_id_reaches_nothing() {
+        let (mut net, id) = open_connection(usize::MAX, ServerConfig::default());
+        let stale = ConnId {
+            generation: id.generation + 1,
+            ..id
+        };
+        assert_eq!(net.send_message(stale, true, b"x"), SendStatus::Dropped);
+        assert!(net.dirty.is_empty());
     }
 }

@@ -2,62 +2,75 @@
 //! event loop, in the spirit of PHP's Ratchet on ReactPHP.
 //!
 //! - [`reactor`]: the event loop (mio), usable on its own: sources, timers,
-//!   `defer`, a cross-thread [`Handle`](reactor::Handle), signals.
+//!   `defer`, a cross-thread [`Handle`](reactor::Handle), signals. Callbacks
+//!   get a [`LoopHandle`](reactor::LoopHandle), which schedules but cannot
+//!   turn the loop.
 //! - [`redis`]: a non-blocking Redis client and subscriber on that loop.
-//! - [`App`] routes paths to [`Component`]s with allowed origins and runs
-//!   the RFC 6455 server on the loop.
-//! - A [`Component`] gets `on_open`, `on_message`, `on_close`, `on_error`,
-//!   `on_drain` and `on_timer`, each with a [`Context`] to send, close and
-//!   inspect connections.
+//! - [`App`] routes paths to [`Component`]s with allowed [`Origins`] and
+//!   runs the RFC 6455 server on the loop, which owns it.
+//! - A [`Component`] declares its per-connection [`Session`](Component::Session)
+//!   and gets `on_open`, `on_message`, `on_close`, `on_error` and
+//!   `on_drain`, each with a [`Context`] to send, close, reach sessions and
+//!   set timers that come back to it.
+//! - [`App::mount`] returns a typed [`Route<C>`] through which any other
+//!   event source reaches the component.
 //!
 //! # Examples
 //!
-//! The seed's two routes, echo and a broadcast chat, on port 0:
+//! The seed's two routes, echo and a broadcast chat:
 //!
-//! ```
-//! use std::collections::BTreeSet;
-//! use pawl::reactor::Reactor;
-//! use pawl::{App, CloseReason, Component, ConnId, Context, EchoServer, Message};
+//! ```no_run
+//! use pawl::{App, Component, ConnId, Context, EchoServer, Message};
 //!
-//! #[derive(Default)]
-//! struct MyChat {
-//!     clients: BTreeSet<ConnId>,
-//! }
+//! struct MyChat;
 //!
 //! impl Component for MyChat {
-//!     fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-//!         self.clients.insert(conn);
-//!     }
-//!     fn on_message(&mut self, ctx: &mut Context<'_>, _: ConnId, msg: Message<'_>) {
-//!         ctx.broadcast(self.clients.iter().copied(), msg);
-//!     }
-//!     fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-//!         self.clients.remove(&conn);
+//!     type Session = ();
+//!     fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) {}
+//!     fn on_message(&mut self, ctx: &mut Context<'_, Self>, _: ConnId, _: &mut (), msg: Message<'_>) {
+//!         // Encodes the frame once, queues it on every connection of the route.
+//!         ctx.broadcast_route(msg);
 //!     }
 //! }
 //!
-//! let mut app = App::new("127.0.0.1", 0);
-//! app.route("/echo", EchoServer, &["*"]);
-//! app.route("/chat", MyChat::default(), &["*"]);
+//! App::new("0.0.0.0", 8080)
+//!     .route("/echo", EchoServer, &["*"])
+//!     .route("/chat", MyChat, &["*"])
+//!     .run()?;
+//! # Ok::<(), pawl::Error>(())
+//! ```
+//!
+//! On a loop of your own, stepped here without blocking:
+//!
+//! ```
+//! use std::time::Duration;
+//! use pawl::reactor::Reactor;
+//! use pawl::{App, EchoServer};
+//!
 //! let mut reactor = Reactor::new()?;
-//! let server = app.listen(&mut reactor)?;
+//! let server = App::new("127.0.0.1", 0)
+//!     .route("/echo", EchoServer, &["*"])
+//!     .listen(&mut reactor)?;
 //! assert_ne!(server.local_addr().port(), 0);
-//! reactor.turn(Some(std::time::Duration::ZERO))?;
+//! reactor.turn(Some(Duration::ZERO))?;
 //! # Ok::<(), pawl::Error>(())
 //! ```
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod app;
+mod close;
 mod component;
 mod config;
 mod connection;
-mod context;
 mod echo;
 mod error;
 pub mod frame;
+mod guard;
+mod handles;
 mod handshake;
 mod http;
+mod message;
 mod proxy;
 pub mod reactor;
 pub mod redis;
@@ -67,18 +80,17 @@ mod tls;
 mod transport;
 
 pub use app::App;
-pub use component::{
-    CloseReason, Component, ConnId, Message, OwnedMessage, PreparedMessage, SendStatus,
-};
+pub use close::{CloseCode, CloseReason, InvalidCloseCode};
+pub use component::{Component, Context};
 pub use config::ServerConfig;
-pub use context::Context;
+pub use connection::{ConnId, SendStatus};
 pub use echo::EchoServer;
 pub use error::{Error, Limit, Result};
-#[doc(hidden)]
-pub use handshake::upgrade_only as bench_upgrade;
+pub use handles::{Route, Server, ServerHandle};
+pub use handshake::upgrade_response;
 pub use http::{HttpRequest, HttpResponse};
+pub use message::{Message, OwnedMessage, PreparedMessage};
 pub use proxy::TrustedProxies;
 pub use router::Origins;
-pub use server::{Server, ServerHandle};
 pub use tls::TlsConfig;
 pub use tungstenite::protocol::WebSocketConfig;

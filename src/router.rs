@@ -18,6 +18,18 @@ pub enum Origins {
 }
 
 impl Origins {
+    /// Any origin, and requests without one.
+    pub fn any() -> Origins {
+        Origins::Any
+    }
+
+    /// Only these origins (hosts like `example.com` or full origins like
+    /// `https://example.com`); `*` among them means any.
+    pub fn list<S: AsRef<str>>(origins: impl IntoIterator<Item = S>) -> Origins {
+        let list: Vec<S> = origins.into_iter().collect();
+        Origins::from_list(&list)
+    }
+
     /// Builds from Ratchet's form: `["*"]` (or any list containing `*`) is
     /// [`Origins::Any`]; an empty list refuses every origin.
     pub fn from_list<S: AsRef<str>>(list: &[S]) -> Origins {
@@ -45,6 +57,33 @@ impl Origins {
         let host = origin_host(&origin);
         list.iter()
             .any(|allowed| *allowed == origin || allowed == host)
+    }
+}
+
+impl<S: AsRef<str>> From<&[S]> for Origins {
+    /// Ratchet's `array('*')` form: see [`Origins::from_list`].
+    fn from(list: &[S]) -> Origins {
+        Origins::from_list(list)
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> From<&[S; N]> for Origins {
+    /// `&["*"]`, `&["example.com"]`: see [`Origins::from_list`].
+    fn from(list: &[S; N]) -> Origins {
+        Origins::from_list(list)
+    }
+}
+
+impl<S: AsRef<str>> From<Vec<S>> for Origins {
+    /// See [`Origins::from_list`].
+    fn from(list: Vec<S>) -> Origins {
+        Origins::from_list(&list)
+    }
+}
+
+impl From<&Origins> for Origins {
+    fn from(origins: &Origins) -> Origins {
+        origins.clone()
     }
 }
 

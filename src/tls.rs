@@ -19,10 +19,10 @@ use crate::error::{Error, Result};
 /// ```no_run
 /// use pawl::{App, EchoServer, TlsConfig};
 ///
-/// let mut app = App::new("127.0.0.1", 8443);
-/// app.tls(TlsConfig::from_pem_files("cert.pem", "key.pem")?);
-/// app.route("/echo", EchoServer, &["*"]);
-/// app.run()?;
+/// App::new("127.0.0.1", 8443)
+///     .tls(TlsConfig::from_pem_files("cert.pem", "key.pem")?)
+///     .route("/echo", EchoServer, &["*"])
+///     .run()?;
 /// # Ok::<(), pawl::Error>(())
 /// ```
 #[derive(Clone)]

@@ -27,6 +27,9 @@ pub(crate) enum Transport {
     /// TLS over TCP (`wss://`). Boxed: a rustls session is a few hundred
     /// bytes and most servers run one kind only.
     Tls(Box<TlsStream>),
+    /// An in-memory peer for the connection's unit tests.
+    #[cfg(test)]
+    Memory(Box<memory::MemoryStream>),
 }
 
 /// A rustls server session over a non-blocking socket.
@@ -50,6 +53,8 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.read(buf),
             Transport::Tls(s) => s.read(buf),
+            #[cfg(test)]
+            Transport::Memory(s) => s.read(buf),
         }
     }
 
@@ -58,6 +63,8 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.write(buf),
             Transport::Tls(s) => s.write(buf),
+            #[cfg(test)]
+            Transport::Memory(s) => s.write(buf),
         }
     }
 
@@ -67,6 +74,8 @@ impl Transport {
         match self {
             Transport::Plain(_) => Ok(()),
             Transport::Tls(s) => s.flush_records(),
+            #[cfg(test)]
+            Transport::Memory(_) => Ok(()),
         }
     }
 
@@ -75,7 +84,7 @@ impl Transport {
     /// may hold decrypted bytes beyond what one read returned, and no
     /// readiness event would announce them.
     pub(crate) fn short_read_drains(&self) -> bool {
-        matches!(self, Transport::Plain(_))
+        !matches!(self, Transport::Tls(_))
     }
 
     /// Ends our side before the socket is closed: TLS sends `close_notify`
@@ -91,13 +100,17 @@ impl Transport {
                 drop(s.flush_records());
                 drop(s.sock.shutdown(Shutdown::Write));
             }
+            #[cfg(test)]
+            Transport::Memory(s) => s.write_closed = true,
         }
     }
 
-    fn socket(&mut self) -> &mut TcpStream {
+    fn socket(&mut self) -> io::Result<&mut TcpStream> {
         match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(s) => &mut s.sock,
+            Transport::Plain(s) => Ok(s),
+            Transport::Tls(s) => Ok(&mut s.sock),
+            #[cfg(test)]
+            Transport::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 }
@@ -182,7 +195,7 @@ impl Source for Transport {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.socket().register(registry, token, interests)
+        self.socket()?.register(registry, token, interests)
     }
 
     fn reregister(
@@ -191,11 +204,59 @@ impl Source for Transport {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        self.socket().reregister(registry, token, interests)
+        self.socket()?.reregister(registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.socket().deregister(registry)
+        self.socket()?.deregister(registry)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod memory {
+    //! A peer in memory: what it sent waits in `incoming`; what we write
+    //! lands in `written`, at most `room` bytes until the test makes more
+    //! room. Like a non-blocking socket it answers `WouldBlock`, never
+    //! blocks, so the connection's state machine is driven exactly as the
+    //! loop drives it (tungstenite tests its protocol over such a mock).
+
+    use std::collections::VecDeque;
+    use std::io;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct MemoryStream {
+        pub(crate) incoming: VecDeque<u8>,
+        pub(crate) eof: bool,
+        pub(crate) written: Vec<u8>,
+        pub(crate) room: usize,
+        pub(crate) write_closed: bool,
+    }
+
+    impl MemoryStream {
+        pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.incoming.is_empty() {
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
+            let n = buf.len().min(self.incoming.len());
+            for (slot, byte) in buf.iter_mut().zip(self.incoming.drain(..n)) {
+                *slot = byte;
+            }
+            Ok(n)
+        }
+
+        pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.written.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
     }
 }
 

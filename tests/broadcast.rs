@@ -5,39 +5,39 @@ mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pawl::{CloseReason, Component, ConnId, Context, Message};
+use pawl::{Component, ConnId, Context, Message};
 use util::{Received, TestServer, app};
 
 const CLIENTS: usize = 200;
 
-/// The seed's MyChat.
-#[derive(Default)]
-struct MyChat {
-    clients: BTreeSet<ConnId>,
-}
+/// The seed's MyChat. The route's open connections are the list (the
+/// server keeps it; the component keeps no set of its own).
+struct MyChat;
 
 impl Component for MyChat {
-    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
-        self.clients.insert(conn);
+    type Session = ();
+
+    fn on_open(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId) {
         // Tell the client it is on the list, so the test knows when all are.
-        let _ = ctx.send_text(conn, "welcome");
+        let _ = ctx.send(conn, "welcome");
     }
-    fn on_message(&mut self, ctx: &mut Context<'_>, _: ConnId, message: Message<'_>) {
-        let sent = ctx.broadcast(self.clients.iter().copied(), message);
-        assert_eq!(sent, self.clients.len(), "every open client takes it");
-    }
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-        self.clients.remove(&conn);
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        _: ConnId,
+        _: &mut (),
+        message: Message<'_>,
+    ) {
+        let open = ctx.connections().count();
+        let sent = ctx.broadcast_route(message);
+        assert_eq!(open, CLIENTS, "every client is on the route");
+        assert_eq!(sent, open, "every open client takes it");
     }
 }
 
 #[test]
 fn every_client_gets_every_message_exactly_once() {
-    let server = TestServer::start(|| {
-        let mut app = app();
-        app.route("/chat", MyChat::default(), &["*"]);
-        app
-    });
+    let server = TestServer::start(|| app().route("/chat", MyChat, &["*"]));
     let mut clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let mut client = server.client("/chat");

@@ -3,16 +3,15 @@
 
 mod util;
 
-use pawl::{CloseReason, Limit, ServerConfig};
+use pawl::{CloseCode, CloseReason, Limit, ServerConfig};
 use util::{Raw, Recorder, Seen, TestServer, app, client_frame, close_code_of, server_frame};
 
 fn server() -> (TestServer, util::Events) {
     let (recorder, events) = Recorder::new(true);
     let server = TestServer::start(move || {
-        let mut app = app();
-        app.config(ServerConfig::default().max_message_size(1000));
-        app.route("/rec", recorder, &["*"]);
-        app
+        app()
+            .config(ServerConfig::default().max_message_size(1000))
+            .route("/rec", recorder, &["*"])
     });
     (server, events)
 }
@@ -79,7 +78,7 @@ fn server_close_from_the_component() {
     assert_eq!(
         events.closed(id),
         CloseReason::Server {
-            code: 4001,
+            code: CloseCode::new(4001).expect("4001"),
             reason: "asked to".into()
         }
     );
@@ -150,4 +149,24 @@ fn server_shutdown_is_1001() {
     client.expect_closed_after(1001);
     assert_eq!(events.closed(id), CloseReason::Shutdown);
     server.stop();
+}
+
+/// The old `Context::close` rewrote a code that may not go on the wire
+/// (1005, 1006, 1015, reserved ones) to 1000; now such a `CloseCode` cannot
+/// be built at all, and every code that can reaches the client as sent.
+#[test]
+fn only_codes_a_server_may_send_can_be_built_and_they_go_on_the_wire() {
+    for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+        assert_eq!(CloseCode::new(code), None, "{code} may not be sent");
+    }
+    let (server, events) = server();
+    for code in [1000, 1001, 1003, 1008, 1011, 3000, 4999] {
+        assert_eq!(CloseCode::new(code).map(CloseCode::get), Some(code));
+        let mut client = server.client("/rec");
+        let id = events.opened();
+        client.send_text(&format!("close {code} why"));
+        assert_eq!(client.expect_close(code), "why");
+        client.expect_end();
+        assert_eq!(events.closed(id).code(), code);
+    }
 }

@@ -11,11 +11,7 @@ use util::{Recorder, TIMEOUT, TestServer, app};
 #[test]
 fn server_handle_sends_to_a_connection_from_another_thread() {
     let (recorder, events) = Recorder::new(true);
-    let server = TestServer::start(move || {
-        let mut app = app();
-        app.route("/rec", recorder, &["*"]);
-        app
-    });
+    let server = TestServer::start(move || app().route("/rec", recorder, &["*"]));
     let mut client = server.client("/rec");
     let id = events.opened();
 
@@ -41,11 +37,7 @@ fn server_handle_sends_to_a_connection_from_another_thread() {
 
 #[test]
 fn server_handle_runs_code_with_a_context() {
-    let server = TestServer::start(|| {
-        let mut app = app();
-        app.route("/echo", EchoServer, &["*"]);
-        app
-    });
+    let server = TestServer::start(|| app().route("/echo", EchoServer, &["*"]));
     let mut clients: Vec<_> = (0..5).map(|_| server.client("/echo")).collect();
     // Make sure all five are open before counting them.
     for client in &mut clients {
@@ -72,11 +64,7 @@ fn server_handle_runs_code_with_a_context() {
 
 #[test]
 fn reactor_handle_schedules_on_the_loop_thread() {
-    let server = TestServer::start(|| {
-        let mut app = app();
-        app.route("/echo", EchoServer, &["*"]);
-        app
-    });
+    let server = TestServer::start(|| app().route("/echo", EchoServer, &["*"]));
     let (tx, rx) = mpsc::channel();
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -115,11 +103,7 @@ fn reactor_handle_schedules_on_the_loop_thread() {
 #[test]
 fn send_from_a_thread_to_a_closed_connection_is_dropped() {
     let (recorder, events) = Recorder::new(true);
-    let server = TestServer::start(move || {
-        let mut app = app();
-        app.route("/rec", recorder, &["*"]);
-        app
-    });
+    let server = TestServer::start(move || app().route("/rec", recorder, &["*"]));
     let mut client = server.client("/rec");
     let id = events.opened();
     client.close(1000, "bye");
@@ -129,7 +113,7 @@ fn send_from_a_thread_to_a_closed_connection_is_dropped() {
     server
         .server
         .run(move |ctx| {
-            let _ = tx.send(ctx.send_text(id, "too late"));
+            let _ = tx.send(ctx.send(id, "too late"));
         })
         .expect("scheduled");
     assert_eq!(rx.recv_timeout(TIMEOUT).expect("ran"), SendStatus::Dropped);
@@ -138,11 +122,7 @@ fn send_from_a_thread_to_a_closed_connection_is_dropped() {
 #[test]
 fn handles_report_a_stopped_loop_instead_of_blocking() {
     let (recorder, events) = Recorder::new(true);
-    let server = TestServer::start(move || {
-        let mut app = app();
-        app.route("/rec", recorder, &["*"]);
-        app
-    });
+    let server = TestServer::start(move || app().route("/rec", recorder, &["*"]));
     let client = server.client("/rec");
     let id = events.opened();
     drop(client);

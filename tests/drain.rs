@@ -19,72 +19,80 @@ enum Report {
 }
 
 /// On "pump N": sends N numbered chunks, pausing whenever a send reports
-/// backpressure and resuming in `on_drain`; then "done".
+/// backpressure and resuming in `on_drain`; then "done". Where each
+/// connection is in its pumping is its session.
 struct Pump {
     reports: Sender<Report>,
+}
+
+#[derive(Default)]
+struct Progress {
     next: u32,
     total: u32,
 }
 
 impl Pump {
-    fn run(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
-        while self.next < self.total {
-            let mut chunk = vec![(self.next % 251) as u8; CHUNK];
-            chunk[..4].copy_from_slice(&self.next.to_be_bytes());
-            self.next += 1;
-            match ctx.send_binary(conn, &chunk) {
+    fn run(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId, progress: &mut Progress) {
+        while progress.next < progress.total {
+            let mut chunk = vec![(progress.next % 251) as u8; CHUNK];
+            chunk[..4].copy_from_slice(&progress.next.to_be_bytes());
+            progress.next += 1;
+            match ctx.send(conn, &chunk) {
                 SendStatus::Sent => {}
                 SendStatus::Backpressure => {
-                    let _ = self.reports.send(Report::Paused(self.next));
+                    let _ = self.reports.send(Report::Paused(progress.next));
                     return;
                 }
-                SendStatus::Dropped => panic!("dropped at chunk {}", self.next),
+                SendStatus::Dropped => panic!("dropped at chunk {}", progress.next),
             }
         }
-        if self.next == self.total {
-            self.next += 1;
-            let _ = ctx.send_text(conn, "done");
+        if progress.next == progress.total {
+            progress.next += 1;
+            let _ = ctx.send(conn, "done");
         }
     }
 }
 
 impl Component for Pump {
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
+    type Session = Progress;
+
+    fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) -> Progress {
+        Progress::default()
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        conn: ConnId,
+        progress: &mut Progress,
+        message: Message<'_>,
+    ) {
         match message {
             Message::Text(text) if text.starts_with("pump ") => {
-                self.total = text[5..].parse().expect("count");
-                self.next = 0;
-                self.run(ctx, conn);
+                progress.total = text[5..].parse().expect("count");
+                progress.next = 0;
+                self.run(ctx, conn, progress);
             }
             Message::Text("ping") => {
-                let _ = ctx.send_text(conn, "pong");
+                let _ = ctx.send(conn, "pong");
             }
             other => panic!("unexpected {other:?}"),
         }
     }
 
-    fn on_drain(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    fn on_drain(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId, progress: &mut Progress) {
         assert_eq!(ctx.buffered_amount(conn), 0, "on_drain with output queued");
-        let _ = self.reports.send(Report::Drained(self.next));
-        self.run(ctx, conn);
+        let _ = self.reports.send(Report::Drained(progress.next));
+        self.run(ctx, conn, progress);
     }
 }
 
 fn server() -> (TestServer, mpsc::Receiver<Report>) {
     let (tx, rx) = mpsc::channel();
     let server = TestServer::start(move || {
-        let mut app = app();
-        app.config(ServerConfig::default().backpressure_threshold(THRESHOLD));
-        app.route(
-            "/pump",
-            Pump {
-                reports: tx,
-                next: 0,
-                total: 0,
-            },
-            &["*"],
-        );
-        app
+        app()
+            .config(ServerConfig::default().backpressure_threshold(THRESHOLD))
+            .route("/pump", Pump { reports: tx }, &["*"])
     });
     (server, rx)
 }

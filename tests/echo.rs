@@ -9,11 +9,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use util::{TestServer, app};
 
 fn echo_server() -> TestServer {
-    TestServer::start(|| {
-        let mut app = app();
-        app.route("/echo", EchoServer, &["*"]);
-        app
-    })
+    TestServer::start(|| app().route("/echo", EchoServer, &["*"]))
 }
 
 #[test]

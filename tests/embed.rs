@@ -1,102 +1,96 @@
 //! The reactor shared with a program's own work (as examples/embed.rs does):
 //! a periodic timer and a line-based TCP source of the program's own, on the
-//! same loop as a WebSocket route, publishing to its clients through
-//! `Server::with_component`.
+//! same loop as a WebSocket route, publishing to its clients through the
+//! route's typed handle (`App::mount` -> `Route<Feed>`, `LoopHandle::with`).
 
 mod util;
 
-use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use mio::net::TcpListener;
-use pawl::reactor::{Interest, PostAction, Reactor};
-use pawl::{CloseReason, Component, ConnId, Context, Message, Server};
+use pawl::reactor::{Interest, LoopHandle, PostAction};
+use pawl::{Component, ConnId, Context, Message, Route, Server};
 use util::{TIMEOUT, TestServer, app};
 
-#[derive(Default)]
-struct Feed {
-    clients: BTreeSet<ConnId>,
-}
+/// The feed's subscribers are the route's open connections.
+struct Feed;
 
 impl Component for Feed {
-    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-        self.clients.insert(conn);
-    }
-    fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, _: &CloseReason) {
-        self.clients.remove(&conn);
-    }
+    type Session = ();
+
+    fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) {}
+    fn on_message(&mut self, _: &mut Context<'_, Self>, _: ConnId, _: &mut (), _: Message<'_>) {}
 }
 
-fn publish(server: &Server, reactor: &mut Reactor, text: &str) {
-    server
-        .with_component::<Feed, _>(reactor, |feed, ctx| {
-            ctx.broadcast(feed.clients.iter().copied(), text)
-        })
-        .expect("not re-entered")
-        .expect("a Feed is mounted");
+fn publish(route: Route<Feed>, lp: &mut LoopHandle, text: &str) {
+    let text = text.to_owned();
+    let reached = lp.with(route, move |_: &mut Feed, ctx| {
+        ctx.broadcast_route(text.as_str());
+    });
+    assert!(reached, "the Feed's server is gone");
 }
 
-/// Registers a line listener and a periodic timer; sends back the
-/// listener's address.
-fn own_work(lines_addr: mpsc::Sender<SocketAddr>) -> impl FnOnce(&mut Reactor, &Server) + Send {
-    move |reactor, server| {
-        let clock = server.clone();
+/// Registers a line listener and a periodic timer that publish through
+/// the route `mounted` delivers; sends back the listener's address.
+fn own_work(
+    mounted: mpsc::Receiver<Route<Feed>>,
+    lines_addr: mpsc::Sender<SocketAddr>,
+) -> impl FnOnce(&mut LoopHandle, &Server) + Send {
+    move |lp, _server| {
+        let route = mounted.try_recv().expect("the app was built first");
         let mut ticks = 0;
-        reactor.add_periodic(Duration::from_millis(20), move |reactor| {
+        lp.add_periodic(Duration::from_millis(20), move |lp| {
             ticks += 1;
-            publish(&clock, reactor, &format!("tick {ticks}"));
+            publish(route, lp, &format!("tick {ticks}"));
         });
 
         let listener = TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         lines_addr
             .send(listener.local_addr().expect("addr"))
             .expect("test waits");
-        let feed = server.clone();
-        reactor
-            .register(listener, Interest::READABLE, move |listener, _, reactor| {
-                while let Ok((stream, _)) = listener.accept() {
-                    let server = feed.clone();
-                    let mut pending = Vec::new();
-                    reactor
-                        .register(stream, Interest::READABLE, move |stream, _, reactor| {
-                            let mut buf = [0u8; 1024];
-                            loop {
-                                match stream.read(&mut buf) {
-                                    Ok(0) => return PostAction::Remove,
-                                    Ok(n) => pending.extend_from_slice(&buf[..n]),
-                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                                    Err(_) => return PostAction::Remove,
-                                }
-                            }
-                            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                                let line: Vec<u8> = pending.drain(..=end).collect();
-                                let line = String::from_utf8(line).expect("utf-8");
-                                publish(&server, reactor, &format!("line {}", line.trim_end()));
-                            }
-                            PostAction::Continue
-                        })
-                        .expect("register a line source");
-                }
-                PostAction::Continue
-            })
-            .expect("register the listener");
+        lp.register(listener, Interest::READABLE, move |listener, _, lp| {
+            while let Ok((stream, _)) = listener.accept() {
+                let mut pending = Vec::new();
+                lp.register(stream, Interest::READABLE, move |stream, _, lp| {
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) => return PostAction::Remove,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(_) => return PostAction::Remove,
+                        }
+                    }
+                    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        let line = String::from_utf8(line).expect("utf-8");
+                        publish(route, lp, &format!("line {}", line.trim_end()));
+                    }
+                    PostAction::Continue
+                })
+                .expect("register a line source");
+            }
+            PostAction::Continue
+        })
+        .expect("register the listener");
     }
 }
 
 #[test]
 fn own_timer_and_own_tcp_source_reach_websocket_clients() {
     let (tx, rx) = mpsc::channel();
+    let (route_tx, route_rx) = mpsc::channel();
     let server = TestServer::start_with(
-        || {
+        move || {
             let mut app = app();
-            app.route("/feed", Feed::default(), &["*"]);
+            let route = app.mount("/feed", Feed, &["*"]);
+            route_tx.send(route).expect("setup waits");
             app
         },
-        own_work(tx),
+        own_work(route_rx, tx),
     );
     let lines_addr = rx.recv_timeout(TIMEOUT).expect("line listener address");
     let mut a = server.client("/feed");

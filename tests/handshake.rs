@@ -8,10 +8,9 @@ use util::{Raw, TestServer, app, client_frame, server_frame, upgrade_request};
 
 fn server() -> TestServer {
     TestServer::start(|| {
-        let mut app = app();
-        app.config(ServerConfig::default().max_request_size(1024));
-        app.route("/echo", EchoServer, &["*"]);
-        app
+        app()
+            .config(ServerConfig::default().max_request_size(1024))
+            .route("/echo", EchoServer, &["*"])
     })
 }
 

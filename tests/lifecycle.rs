@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
-use pawl::{CloseReason, Component, ConnId, Context, Message, ServerConfig};
+use pawl::{CloseCode, CloseReason, Component, ConnId, Context, Message, ServerConfig};
 use util::{Raw, TIMEOUT, TestServer, app, client_frame, server_frame};
 
 const OPEN_IN_ON_CLOSE: &str = "is_open in on_close";
@@ -21,27 +21,38 @@ enum Call {
 }
 
 /// "kick" closes every other connection; "bye" closes itself; a path with
-/// `?refuse` is closed from `on_open`. On each close it tells everyone left.
+/// `?refuse` is closed from `on_open`. On each close it tells everyone left
+/// (the route's open connections: the server keeps the member list).
 struct Room {
     calls: Sender<Call>,
-    members: BTreeSet<ConnId>,
+}
+
+fn code(code: u16) -> CloseCode {
+    CloseCode::new(code).expect("a code a server may send")
 }
 
 impl Component for Room {
-    fn on_open(&mut self, ctx: &mut Context<'_>, conn: ConnId) {
+    type Session = ();
+
+    fn on_open(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId) {
         let _ = self.calls.send(Call::Open(conn));
         let refuse = ctx
             .request(conn)
             .is_some_and(|r| r.query().is_some_and(|q| q.contains("refuse")));
         if refuse {
-            ctx.close(conn, 4003, "refused in on_open");
+            ctx.close(conn, code(4003), "refused in on_open");
             return;
         }
-        self.members.insert(conn);
-        let _ = ctx.send_text(conn, "joined");
+        let _ = ctx.send(conn, "joined");
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut (),
+        message: Message<'_>,
+    ) {
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => "binary",
@@ -49,43 +60,35 @@ impl Component for Room {
         let _ = self.calls.send(Call::Message(conn, text.to_owned()));
         match text {
             "kick" => {
-                for other in self.members.iter().copied().filter(|&m| m != conn) {
-                    ctx.close(other, 4001, "kicked");
+                let others: Vec<ConnId> = ctx.connections().filter(|&m| m != conn).collect();
+                for other in others {
+                    ctx.close(other, code(4001), "kicked");
                 }
             }
-            "bye" => ctx.close(conn, 4002, "bye"),
+            "bye" => ctx.close(conn, code(4002), "bye"),
             _ => {}
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
+    fn on_close(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId, _: (), reason: &CloseReason) {
         let _ = self.calls.send(Call::Close(conn, reason.clone()));
-        self.members.remove(&conn);
-        if ctx.is_open(conn) {
+        if ctx.is_open(conn) || ctx.connections().any(|c| c == conn) {
             // A panic here would only be logged; report it instead.
             let _ = self
                 .calls
                 .send(Call::Message(conn, OPEN_IN_ON_CLOSE.into()));
         }
         let note = format!("left {}", conn.resource_id());
-        ctx.broadcast(self.members.iter().copied(), note.as_str());
+        ctx.broadcast_route(note.as_str());
     }
 }
 
 fn server(config: ServerConfig) -> (TestServer, mpsc::Receiver<Call>) {
     let (tx, rx) = mpsc::channel();
     let server = TestServer::start(move || {
-        let mut app = app();
-        app.config(config);
-        app.route(
-            "/room",
-            Room {
-                calls: tx,
-                members: BTreeSet::new(),
-            },
-            &["*"],
-        );
-        app
+        app()
+            .config(config)
+            .route("/room", Room { calls: tx }, &["*"])
     });
     (server, rx)
 }
@@ -157,7 +160,7 @@ fn closing_other_connections_from_a_callback() {
         .values()
         .filter(|r| {
             **r == CloseReason::Server {
-                code: 4001,
+                code: code(4001),
                 reason: "kicked".into(),
             }
         })
@@ -181,7 +184,7 @@ fn close_from_on_open() {
         Call::Close(
             id,
             CloseReason::Server {
-                code: 4003,
+                code: code(4003),
                 reason: "refused in on_open".into()
             }
         )
@@ -212,7 +215,7 @@ fn peer_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
     assert_eq!(
         *reason,
         CloseReason::Server {
-            code: 4002,
+            code: code(4002),
             reason: "bye".into()
         }
     );

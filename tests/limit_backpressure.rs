@@ -31,6 +31,10 @@ enum Report {
 
 /// On "flood", sends 1 MiB to every flooded client each millisecond until
 /// it has attempted ATTEMPT_PER_CLIENT bytes to each.
+///
+/// The attempts are kept by id in the component, not in the sessions: the
+/// flood goes on to connections already closed for backpressure, whose
+/// sends must report `Dropped`, and a session ends with its connection.
 struct Flood {
     reports: Sender<Report>,
     attempted: BTreeMap<ConnId, usize>,
@@ -38,22 +42,8 @@ struct Flood {
     timer: Option<TimerId>,
 }
 
-impl Component for Flood {
-    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-        let _ = self.reports.send(Report::Open(conn));
-    }
-
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, _: Message<'_>) {
-        self.attempted.insert(conn, 0);
-        if self.chunk.is_none() {
-            self.chunk = Some(ctx.prepare(&vec![0x5a; CHUNK][..]));
-        }
-        if self.timer.is_none() && self.attempted.len() == CLIENTS {
-            self.timer = Some(ctx.set_periodic(Duration::from_millis(1)));
-        }
-    }
-
-    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
+impl Flood {
+    fn tick(&mut self, ctx: &mut Context<'_, Self>) {
         let chunk = self.chunk.as_ref().expect("prepared");
         let mut all_done = true;
         for (conn, attempted) in self.attempted.iter_mut() {
@@ -67,13 +57,37 @@ impl Component for Flood {
                 let _ = self.reports.send(Report::Status(*conn, status));
             }
         }
-        if all_done {
+        if all_done && let Some(timer) = self.timer.take() {
             ctx.cancel_timer(timer);
             let _ = self.reports.send(Report::Done);
         }
     }
+}
 
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
+impl Component for Flood {
+    type Session = ();
+
+    fn on_open(&mut self, _: &mut Context<'_, Self>, conn: ConnId) {
+        let _ = self.reports.send(Report::Open(conn));
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut (),
+        _: Message<'_>,
+    ) {
+        self.attempted.insert(conn, 0);
+        if self.chunk.is_none() {
+            self.chunk = Some(ctx.prepare(&vec![0x5a; CHUNK][..]));
+        }
+        if self.timer.is_none() && self.attempted.len() == CLIENTS {
+            self.timer = Some(ctx.set_periodic(Duration::from_millis(1), Flood::tick));
+        }
+    }
+
+    fn on_close(&mut self, _: &mut Context<'_, Self>, conn: ConnId, _: (), reason: &CloseReason) {
         let _ = self.reports.send(Report::Close(conn, reason.clone()));
     }
 }
@@ -82,23 +96,22 @@ impl Component for Flood {
 fn clients_that_never_read_are_closed_and_memory_stays_bounded() {
     let (tx, reports) = mpsc::channel();
     let server = TestServer::start(move || {
-        let mut app = app();
-        app.config(
-            ServerConfig::default()
-                .backpressure_threshold(CHUNK)
-                .max_backpressure(MAX_BACKPRESSURE),
-        );
-        app.route(
-            "/flood",
-            Flood {
-                reports: tx,
-                attempted: BTreeMap::new(),
-                chunk: None,
-                timer: None,
-            },
-            &["*"],
-        );
-        app
+        app()
+            .config(
+                ServerConfig::default()
+                    .backpressure_threshold(CHUNK)
+                    .max_backpressure(MAX_BACKPRESSURE),
+            )
+            .route(
+                "/flood",
+                Flood {
+                    reports: tx,
+                    attempted: BTreeMap::new(),
+                    chunk: None,
+                    timer: None,
+                },
+                &["*"],
+            )
     });
     // Clients that say "flood" and then never read again.
     let mut clients: Vec<_> = (0..CLIENTS).map(|_| server.client("/flood")).collect();

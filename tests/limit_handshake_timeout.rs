@@ -12,10 +12,9 @@ use util::{Raw, TIMEOUT, TestServer, app};
 
 fn server() -> TestServer {
     TestServer::start(|| {
-        let mut app = app();
-        app.config(ServerConfig::default().handshake_timeout(Duration::from_millis(500)));
-        app.route("/echo", EchoServer, &["*"]);
-        app
+        app()
+            .config(ServerConfig::default().handshake_timeout(Duration::from_millis(500)))
+            .route("/echo", EchoServer, &["*"])
     })
 }
 

@@ -16,10 +16,9 @@ const IDLE: Duration = Duration::from_millis(1000);
 fn server() -> (TestServer, util::Events) {
     let (recorder, events) = Recorder::new(true);
     let server = TestServer::start(move || {
-        let mut app = app();
-        app.config(ServerConfig::default().idle_timeout(IDLE));
-        app.route("/echo", recorder, &["*"]);
-        app
+        app()
+            .config(ServerConfig::default().idle_timeout(IDLE))
+            .route("/echo", recorder, &["*"])
     });
     (server, events)
 }

@@ -11,10 +11,9 @@ const MAX: usize = 3;
 #[test]
 fn connections_over_the_limit_are_refused_at_once() {
     let server = TestServer::start(|| {
-        let mut app = app();
-        app.config(ServerConfig::default().max_connections(MAX));
-        app.route("/echo", EchoServer, &["*"]);
-        app
+        app()
+            .config(ServerConfig::default().max_connections(MAX))
+            .route("/echo", EchoServer, &["*"])
     });
     let mut clients: Vec<_> = (0..MAX).map(|_| server.client("/echo")).collect();
 

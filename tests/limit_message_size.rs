@@ -14,14 +14,13 @@ const LIMIT: usize = 1024;
 fn server() -> (TestServer, util::Events) {
     let (recorder, events) = Recorder::new(true);
     let server = TestServer::start(move || {
-        let mut app = app();
-        app.config(
-            ServerConfig::default()
-                .max_message_size(LIMIT)
-                .max_frame_size(LIMIT),
-        );
-        app.route("/echo", recorder, &["*"]);
-        app
+        app()
+            .config(
+                ServerConfig::default()
+                    .max_message_size(LIMIT)
+                    .max_frame_size(LIMIT),
+            )
+            .route("/echo", recorder, &["*"])
     });
     (server, events)
 }

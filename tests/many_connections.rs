@@ -27,11 +27,7 @@ fn open_connections(server: &TestServer) -> usize {
 
 #[test]
 fn three_thousand_clients_at_once() {
-    let server = TestServer::start(|| {
-        let mut app = app();
-        app.route("/echo", EchoServer, &["*"]);
-        app
-    });
+    let server = TestServer::start(|| app().route("/echo", EchoServer, &["*"]));
     let mut clients: Vec<_> = (0..CLIENTS).map(|_| server.client("/echo")).collect();
     assert_eq!(open_connections(&server), CLIENTS);
 

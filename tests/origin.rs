@@ -8,14 +8,13 @@ use util::{Client, Raw, TestServer, app, upgrade_request};
 
 fn server() -> TestServer {
     TestServer::start(|| {
-        let mut app = app();
-        app.route(
-            "/strict",
-            EchoServer,
-            &["https://good.example", "friend.example"],
-        );
-        app.route("/open", EchoServer, &["*"]);
-        app
+        app()
+            .route(
+                "/strict",
+                EchoServer,
+                &["https://good.example", "friend.example"],
+            )
+            .route("/open", EchoServer, &["*"])
     })
 }
 

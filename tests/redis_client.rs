@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use pawl::reactor::Reactor;
+use pawl::reactor::{LoopHandle, Reactor};
 use pawl::redis::{RedisClient, RedisConfig, RedisError, RedisSubscriber, Value};
 use redis_server::RedisServer;
 
@@ -44,7 +44,7 @@ type Replies = Rc<RefCell<Vec<Result<Value, RedisError>>>>;
 type Messages = Rc<RefCell<Vec<(Vec<u8>, Vec<u8>)>>>;
 type Numbered = Rc<RefCell<Vec<(usize, Result<Value, RedisError>)>>>;
 
-fn collect(replies: &Replies) -> impl FnOnce(&mut Reactor, Result<Value, RedisError>) + 'static {
+fn collect(replies: &Replies) -> impl FnOnce(&mut LoopHandle, Result<Value, RedisError>) + 'static {
     let replies = replies.clone();
     move |_, reply| replies.borrow_mut().push(reply)
 }

@@ -7,11 +7,7 @@ use pawl::EchoServer;
 use util::{Raw, TestServer, app, upgrade_request};
 
 fn server() -> TestServer {
-    TestServer::start(|| {
-        let mut app = app();
-        app.route("/echo", EchoServer, &["*"]);
-        app
-    })
+    TestServer::start(|| app().route("/echo", EchoServer, &["*"]))
 }
 
 #[test]
@@ -65,13 +61,12 @@ fn garbage_gets_400_and_the_server_goes_on() {
 #[test]
 fn plain_http_route_answers_and_closes() {
     let server = TestServer::start(|| {
-        let mut app = app();
-        app.route("/echo", EchoServer, &["*"]);
-        app.http("/health", |request| {
-            let who = request.query_param("who").unwrap_or_default().into_owned();
-            pawl::HttpResponse::text(200, format!("ok {who}\n"))
-        });
-        app
+        app()
+            .route("/echo", EchoServer, &["*"])
+            .http("/health", |request| {
+                let who = request.query_param("who").unwrap_or_default().into_owned();
+                pawl::HttpResponse::text(200, format!("ok {who}\n"))
+            })
     });
     let mut raw = Raw::connect(server.addr);
     raw.send(b"GET /health?who=test HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");

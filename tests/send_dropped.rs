@@ -10,11 +10,7 @@ use util::{Recorder, TIMEOUT, TestServer, app};
 
 fn server() -> (TestServer, util::Events) {
     let (recorder, events) = Recorder::new(true);
-    let server = TestServer::start(move || {
-        let mut app = app();
-        app.route("/rec", recorder, &["*"]);
-        app
-    });
+    let server = TestServer::start(move || app().route("/rec", recorder, &["*"]));
     (server, events)
 }
 
@@ -24,7 +20,7 @@ fn send_on_loop(server: &TestServer, conn: ConnId, text: &'static str) -> (SendS
     server
         .server
         .run(move |ctx| {
-            let _ = tx.send((ctx.send_text(conn, text), ctx.is_open(conn)));
+            let _ = tx.send((ctx.send(conn, text), ctx.is_open(conn)));
         })
         .expect("scheduled");
     rx.recv_timeout(TIMEOUT).expect("the task ran")

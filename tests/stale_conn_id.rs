@@ -5,17 +5,13 @@ mod util;
 
 use std::sync::mpsc;
 
-use pawl::{ConnId, SendStatus};
+use pawl::{CloseCode, ConnId, SendStatus};
 use util::{Recorder, TIMEOUT, TestServer, app};
 
 #[test]
 fn a_stale_id_does_not_reach_the_new_connection_in_its_slot() {
     let (recorder, events) = Recorder::new(true);
-    let server = TestServer::start(move || {
-        let mut app = app();
-        app.route("/rec", recorder, &["*"]);
-        app
-    });
+    let server = TestServer::start(move || app().route("/rec", recorder, &["*"]));
     // One connection at a time, so the second reuses the first one's slot.
     let mut first = server.client("/rec");
     let old = events.opened();
@@ -32,9 +28,9 @@ fn a_stale_id_does_not_reach_the_new_connection_in_its_slot() {
     server
         .server
         .run(move |ctx| {
-            let status = ctx.send_text(old, "meant for the old connection");
+            let status = ctx.send(old, "meant for the old connection");
             let open = ctx.is_open(old);
-            let _ = ctx.send_text(new, "for the new one");
+            let _ = ctx.send(new, "for the new one");
             let _ = tx.send((status, open, ctx.connections().collect()));
         })
         .expect("scheduled");
@@ -50,7 +46,7 @@ fn a_stale_id_does_not_reach_the_new_connection_in_its_slot() {
     // Closing by the stale id does not close the new connection either.
     server
         .server
-        .run(move |ctx| ctx.close(old, 1000, "stale"))
+        .run(move |ctx| ctx.close(old, CloseCode::NORMAL, "stale"))
         .expect("scheduled");
     second.send_text("still open");
     second.expect_text("still open");

@@ -1,5 +1,6 @@
-//! Component timers: `Context::set_timer` fires `on_timer` once,
-//! `set_periodic` until cancelled, and a cancelled timer never fires.
+//! Component timers: `Context::set_timer` calls its closure with the
+//! component once, `set_periodic` until cancelled, and a cancelled timer
+//! never fires.
 
 mod util;
 
@@ -9,69 +10,73 @@ use pawl::reactor::TimerId;
 use pawl::{Component, ConnId, Context, Message};
 use util::{TestServer, app};
 
-/// Commands from its one client: "once", "periodic", "cancel-before".
+/// Commands from a client: "once", "periodic", "cancel-before". Each
+/// connection's session counts its periodic ticks; the periodic timer
+/// reaches it through `Context::session`.
 #[derive(Default)]
 struct Timed {
-    client: Option<ConnId>,
-    once: Option<TimerId>,
     periodic: Option<TimerId>,
-    never: Option<TimerId>,
-    report: Option<TimerId>,
-    ticks: u32,
 }
 
 impl Component for Timed {
-    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
-        self.client = Some(conn);
+    type Session = u32;
+
+    fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) -> u32 {
+        0
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, _: ConnId, message: Message<'_>) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut u32,
+        message: Message<'_>,
+    ) {
         match message {
-            Message::Text("once") => self.once = Some(ctx.set_timer(Duration::from_millis(30))),
+            Message::Text("once") => {
+                ctx.set_timer(Duration::from_millis(30), move |_: &mut Timed, ctx| {
+                    let _ = ctx.send(conn, "once fired");
+                });
+            }
             Message::Text("periodic") => {
-                self.periodic = Some(ctx.set_periodic(Duration::from_millis(10)));
+                let timer =
+                    ctx.set_periodic(Duration::from_millis(10), move |timed: &mut Timed, ctx| {
+                        let Some(ticks) = ctx.session(conn) else {
+                            panic!("no session for {conn} in a timer");
+                        };
+                        *ticks += 1;
+                        let ticks = *ticks;
+                        let _ = ctx.send(conn, &format!("tick {ticks}"));
+                        if ticks == 3 {
+                            let cancelled =
+                                ctx.cancel_timer(timed.periodic.expect("periodic timer"));
+                            let _ = ctx.send(conn, &format!("periodic cancelled {cancelled}"));
+                            // Had the cancel failed, ten more ticks would land first.
+                            ctx.set_timer(Duration::from_millis(100), move |_: &mut Timed, ctx| {
+                                let ticks = ctx.session(conn).copied();
+                                let _ =
+                                    ctx.send(conn, &format!("ticks {}", ticks.unwrap_or(u32::MAX)));
+                            });
+                        }
+                    });
+                self.periodic = Some(timer);
             }
             Message::Text("cancel-before") => {
-                let timer = ctx.set_timer(Duration::from_millis(20));
-                self.never = Some(timer);
+                let timer = ctx.set_timer(Duration::from_millis(20), move |_: &mut Timed, ctx| {
+                    let _ = ctx.send(conn, "a cancelled timer fired");
+                });
                 let first = ctx.cancel_timer(timer);
                 let second = ctx.cancel_timer(timer);
                 let reply = format!("cancelled {first} {second}");
-                let _ = ctx.send_text(self.client.expect("client"), &reply);
+                let _ = ctx.send(conn, &reply);
             }
             other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
-        let client = self.client.expect("client");
-        if Some(timer) == self.never {
-            let _ = ctx.send_text(client, "a cancelled timer fired");
-        } else if Some(timer) == self.once {
-            let _ = ctx.send_text(client, "once fired");
-        } else if Some(timer) == self.periodic {
-            self.ticks += 1;
-            let _ = ctx.send_text(client, &format!("tick {}", self.ticks));
-            if self.ticks == 3 {
-                let cancelled = ctx.cancel_timer(timer);
-                let _ = ctx.send_text(client, &format!("periodic cancelled {cancelled}"));
-                // Had the cancel failed, ten more ticks would land first.
-                self.report = Some(ctx.set_timer(Duration::from_millis(100)));
-            }
-        } else if Some(timer) == self.report {
-            let _ = ctx.send_text(client, &format!("ticks {}", self.ticks));
-        } else {
-            let _ = ctx.send_text(client, &format!("unknown timer {timer:?}"));
         }
     }
 }
 
 fn server() -> TestServer {
-    TestServer::start(|| {
-        let mut app = app();
-        app.route("/timed", Timed::default(), &["*"]);
-        app
-    })
+    TestServer::start(|| app().route("/timed", Timed::default(), &["*"]))
 }
 
 #[test]

@@ -61,11 +61,11 @@ impl Drop for Cert {
 fn start_server(cert: &Cert, config: ServerConfig) -> TestServer {
     let tls = TlsConfig::from_pem_files(&cert.cert, &cert.key).expect("TLS config");
     TestServer::start(move || {
-        let mut app = App::new("127.0.0.1", 0);
-        app.config(config).tls(tls);
-        app.route("/echo", EchoServer, &["*"]);
-        app.http("/health", |_| HttpResponse::text(200, "ok\n"));
-        app
+        App::new("127.0.0.1", 0)
+            .config(config)
+            .tls(tls)
+            .route("/echo", EchoServer, &["*"])
+            .http("/health", |_| HttpResponse::text(200, "ok\n"))
     })
 }
 

@@ -3,6 +3,7 @@
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::header;
+#[cfg(test)]
 use super::mask::apply_mask;
 
 /// Appends a complete, unfragmented frame.
@@ -46,9 +47,10 @@ pub fn close(out: &mut Vec<u8>, code: u16, reason: &str) {
 }
 
 /// Appends a client-to-server frame, masked with `mask`, as a browser sends
-/// it: for tests, benchmarks and load generators. `first` is the frame's
-/// first byte (FIN, RSV bits, opcode), so malformed frames can be built too.
-pub fn masked(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+/// it, for the decoder's tests. `first` is the frame's first byte (FIN, RSV
+/// bits, opcode), so malformed frames can be built too.
+#[cfg(test)]
+pub(crate) fn masked(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
     out.reserve(payload.len() + 14);
     out.push(first);
     match payload.len() {

@@ -6,6 +6,6 @@ pub mod decode;
 pub mod encode;
 mod header;
 pub mod mask;
-pub mod utf8;
+mod utf8;
 
 pub use decode::{Decoder, Incoming, Limits, Violation, close_code};

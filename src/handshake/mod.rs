@@ -11,6 +11,7 @@
 
 mod upgrade;
 
+use crate::guard;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::router::{Router, Target};
 
@@ -71,7 +72,10 @@ pub(crate) fn respond(
     let (component, origins, protocols) = match router.find(http_request.path()) {
         None => return refuse(404, &"no route for this path", out),
         Some(Target::Http(handler)) => {
-            let response = handler(&http_request);
+            let path = http_request.path();
+            let what = format_args!("HTTP route {path}");
+            let response = guard::call(&what, || handler(&http_request))
+                .unwrap_or_else(|_| HttpResponse::text(500, "internal server error\n"));
             response.write_to(out);
             return Outcome::Respond {
                 status: response.status,
@@ -124,12 +128,24 @@ pub(crate) fn respond(
     }
 }
 
-/// The upgrade path of [`respond`] alone, without a router: reads the head
-/// of `input`, applies the upgrade rules, appends the 101 to `out` and
-/// builds the request a connection keeps. `None` for anything that is not a
-/// complete, valid upgrade. For the criterion bench; not a stable API.
-#[doc(hidden)]
-pub fn upgrade_only(input: &[u8], out: &mut Vec<u8>) -> Option<HttpRequest> {
+/// Answers a WebSocket upgrade request without a router, for a program
+/// that accepts TCP itself and hands the socket to pawl's rules: reads the
+/// request head in `input`, applies RFC 6455's upgrade rules (method,
+/// version, `Connection`, `Upgrade`, `Sec-WebSocket-Version: 13`, a key of
+/// 16 base64 bytes), appends the `101 Switching Protocols` response to
+/// `out` and returns the request. `None` for anything that is not a
+/// complete, valid upgrade (nothing is appended then).
+///
+/// ```
+/// let request = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+/// let mut out = Vec::new();
+/// let parsed = pawl::upgrade_response(request, &mut out).expect("a valid upgrade");
+/// assert_eq!(parsed.path(), "/chat");
+/// assert!(out.starts_with(b"HTTP/1.1 101"));
+/// ```
+pub fn upgrade_response(input: &[u8], out: &mut Vec<u8>) -> Option<HttpRequest> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let head = Head::parse(input, &mut headers).ok()??;
     let target = head.path_and_query()?;

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use mio::Waker;
 
-use super::Reactor;
+use super::LoopHandle;
 
 /// A closure sent from another thread to run on the loop.
-pub(crate) type RemoteTask = Box<dyn FnOnce(&mut Reactor) + Send>;
+pub(crate) type RemoteTask = Box<dyn FnOnce(&mut LoopHandle) + Send>;
 
 /// Why [`Handle::schedule`] refused a task. The task is dropped either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +67,7 @@ impl Remote {
     }
 }
 
-/// A `Send + Clone` handle to a [`Reactor`], for other threads.
+/// A `Send + Clone` handle to a [`Reactor`](crate::reactor::Reactor), for other threads.
 ///
 /// # Examples
 ///
@@ -94,7 +94,7 @@ impl Handle {
     /// [`ScheduleError::Full`].
     pub fn schedule(
         &self,
-        task: impl FnOnce(&mut Reactor) + Send + 'static,
+        task: impl FnOnce(&mut LoopHandle) + Send + 'static,
     ) -> Result<(), ScheduleError> {
         if self.remote.closed.load(Ordering::Acquire) {
             return Err(ScheduleError::Closed);

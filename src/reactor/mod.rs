@@ -10,7 +10,7 @@
 //!
 //! Sources are registered edge-triggered (mio's only mode): a callback must
 //! read or write until the operation returns `WouldBlock`, or remember that it
-//! stopped early and come back (for example with [`Reactor::defer`]); readiness
+//! stopped early and come back (for example with [`LoopHandle::defer`]); readiness
 //! that was not drained is not reported again.
 //!
 //! # Examples
@@ -36,9 +36,11 @@ mod signals;
 mod timer;
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::rc::{Rc, Weak};
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +53,7 @@ pub use handle::{Handle, ScheduleError};
 pub use mio::Interest;
 pub use timer::TimerId;
 
+use crate::guard;
 use handle::Remote;
 use timer::{TimerKind, TimerQueue};
 
@@ -60,7 +63,7 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 /// How many cross-thread tasks may wait before [`Handle::schedule`] refuses more.
 const DEFAULT_REMOTE_CAPACITY: usize = 65_536;
 
-/// How long a graceful stop waits for holders (see [`Reactor::hold_stop`]).
+/// How long a graceful stop waits for holders (see [`LoopHandle::hold_stop`]).
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Low 32 bits of a token: the slab key of the handler it belongs to. High 32
@@ -93,12 +96,20 @@ impl SourceId {
     }
 
     /// A token for one of many sources served by a single handler (see
-    /// [`Reactor::insert_handler`]); `sub` comes back from [`sub_key`].
+    /// [`LoopHandle::insert_handler`]); `sub` comes back from [`sub_key`].
     ///
     /// This is how the WebSocket server serves thousands of sockets with one
     /// handler and no per-socket closure.
     pub fn sub_token(self, sub: u32) -> Token {
         Token(self.key as usize | ((sub as usize + 1) << KEY_BITS))
+    }
+}
+
+#[cfg(test)]
+impl SourceId {
+    /// An id for unit tests of what sits above the loop.
+    pub(crate) fn for_tests(key: u32) -> SourceId {
+        SourceId { key, generation: 1 }
     }
 }
 
@@ -111,16 +122,65 @@ pub fn sub_key(token: Token) -> Option<u32> {
     }
 }
 
-/// Something the loop can dispatch events to.
-trait Handler {
-    fn ready(&mut self, event: &Event, reactor: &mut Reactor) -> PostAction;
+/// A typed key to a value the loop owns (a WebSocket server, say): the slot
+/// and generation of a [`SourceId`], and the type that lives there, so that
+/// reaching it needs no lookup by type. `Copy` and `Send`: any closure may
+/// carry one, including tasks sent from other threads.
+pub(crate) struct SourceKey<T> {
+    id: SourceId,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> SourceKey<T> {
+    /// The id events for this source carry.
+    pub(crate) fn id(self) -> SourceId {
+        self.id
+    }
+
+    /// The key of `id`, which the caller knows holds a `T` (a typed handle
+    /// made from a key [`LoopHandle::insert`] returned). A wrong claim is
+    /// caught where the key is used, logged, and reaches nothing.
+    pub(crate) fn assume(id: SourceId) -> Self {
+        SourceKey {
+            id,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for SourceKey<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SourceKey<T> {}
+
+impl<T> fmt::Debug for SourceKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SourceKey({}/{})", self.id.key, self.id.generation)
+    }
+}
+
+/// Something the loop owns and dispatches events to.
+pub(crate) trait Handler: 'static {
+    /// Events for this handler's token (or one of its sub-tokens).
+    fn ready(&mut self, event: &Event, lp: &mut LoopHandle) -> PostAction;
+    /// Changes the interest of the one source this handler owns.
     fn reregister(
         &mut self,
         registry: &Registry,
         token: Token,
         interest: Interest,
     ) -> io::Result<()>;
+    /// Takes its sources out of the poll before it is dropped.
     fn deregister(&mut self, registry: &Registry) -> io::Result<()>;
+    /// What it is, for the log line when user code inside it panics.
+    fn describe(&self) -> String {
+        "an event source".to_owned()
+    }
+    /// Itself, for typed access through a [`SourceKey`].
+    fn as_any(&mut self) -> &mut dyn Any;
 }
 
 /// A source the loop owns, with its callback.
@@ -131,11 +191,11 @@ struct Owned<S, F> {
 
 impl<S, F> Handler for Owned<S, F>
 where
-    S: Source,
-    F: FnMut(&mut S, &Event, &mut Reactor) -> PostAction,
+    S: Source + 'static,
+    F: FnMut(&mut S, &Event, &mut LoopHandle) -> PostAction + 'static,
 {
-    fn ready(&mut self, event: &Event, reactor: &mut Reactor) -> PostAction {
-        (self.callback)(&mut self.source, event, reactor)
+    fn ready(&mut self, event: &Event, lp: &mut LoopHandle) -> PostAction {
+        (self.callback)(&mut self.source, event, lp)
     }
     fn reregister(
         &mut self,
@@ -148,6 +208,9 @@ where
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         registry.deregister(&mut self.source)
     }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 /// A callback whose sources are owned and registered by someone else.
@@ -155,10 +218,10 @@ struct Detached<F>(F);
 
 impl<F> Handler for Detached<F>
 where
-    F: FnMut(&Event, &mut Reactor) -> PostAction,
+    F: FnMut(&Event, &mut LoopHandle) -> PostAction + 'static,
 {
-    fn ready(&mut self, event: &Event, reactor: &mut Reactor) -> PostAction {
-        (self.0)(event, reactor)
+    fn ready(&mut self, event: &Event, lp: &mut LoopHandle) -> PostAction {
+        (self.0)(event, lp)
     }
     fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
         Err(io::Error::new(
@@ -169,18 +232,22 @@ where
     fn deregister(&mut self, _: &Registry) -> io::Result<()> {
         Ok(())
     }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 struct Slot {
     generation: u32,
-    /// `None` while the handler's callback runs: it is lent out so the
-    /// callback can take `&mut Reactor`.
+    /// `None` while the handler is lent out: its callback runs, or code
+    /// reached it through its [`SourceKey`].
     handler: Option<Box<dyn Handler>>,
 }
 
-type LocalTask = Box<dyn FnOnce(&mut Reactor)>;
-type PeriodicTask = Box<dyn FnMut(&mut Reactor)>;
-type TickHook = Box<dyn FnMut(&mut Reactor)>;
+type LocalTask = Box<dyn FnOnce(&mut LoopHandle)>;
+type PeriodicTask = Box<dyn FnMut(&mut LoopHandle)>;
+/// A tick hook; it is dropped once it returns false.
+type TickHook = Box<dyn FnMut(&mut LoopHandle) -> bool>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RunState {
@@ -193,8 +260,21 @@ enum RunState {
     Stopped,
 }
 
-/// A single-threaded event loop over one [`mio::Poll`].
+/// A single-threaded event loop over one [`mio::Poll`]: the part that turns.
+///
+/// Everything else (registering sources, timers, `defer`, `stop`) is on
+/// [`LoopHandle`], which a `Reactor` dereferences to and which every
+/// callback receives. A callback therefore cannot turn or run the loop it is
+/// called from: re-entrancy is ruled out by the types, not by a runtime
+/// check.
 pub struct Reactor {
+    lp: LoopHandle,
+}
+
+/// The loop as its callbacks see it: schedule timers and deferred work,
+/// register and remove sources, reach the values the loop owns, stop. It
+/// cannot turn or run the loop; only the [`Reactor`] that owns it can.
+pub struct LoopHandle {
     poll: Poll,
     /// Reused across turns; taken out while events are dispatched.
     events: Events,
@@ -204,6 +284,9 @@ pub struct Reactor {
     next_generation: u32,
     timers: TimerQueue<LocalTask, PeriodicTask>,
     deferred: Vec<LocalTask>,
+    /// Work for a handler that was lent out when it was asked for; it runs
+    /// as soon as the handler is back in its slot.
+    waiting_for_slot: VecDeque<LocalTask>,
     tick_hooks: Vec<TickHook>,
     stop_hooks: Vec<LocalTask>,
     /// Holders that want the loop to keep turning during a graceful stop.
@@ -213,9 +296,8 @@ pub struct Reactor {
     remote: Arc<Remote>,
     /// The time at the start of the current turn's dispatch.
     now: Instant,
-    /// Loop-local services other threads reach through a [`Handle`] (the
-    /// WebSocket servers): a `Send` closure carries an index, not an `Rc`.
-    services: Vec<Weak<dyn Any>>,
+    /// Second names of slots (see [`LoopHandle::name_slot`]); a handful.
+    names: Vec<(u64, SourceId)>,
 }
 
 impl Reactor {
@@ -230,23 +312,62 @@ impl Reactor {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         Ok(Reactor {
-            poll,
-            events: Events::with_capacity(1024),
-            handlers: Slab::new(),
-            next_generation: 0,
-            timers: TimerQueue::new(),
-            deferred: Vec::new(),
-            tick_hooks: Vec::new(),
-            stop_hooks: Vec::new(),
-            stop_holds: 0,
-            stop_grace: DEFAULT_STOP_GRACE,
-            state: RunState::Running,
-            remote: Arc::new(Remote::new(waker, capacity.max(1))),
-            now: Instant::now(),
-            services: Vec::new(),
+            lp: LoopHandle {
+                poll,
+                events: Events::with_capacity(1024),
+                handlers: Slab::new(),
+                next_generation: 0,
+                timers: TimerQueue::new(),
+                deferred: Vec::new(),
+                waiting_for_slot: VecDeque::new(),
+                tick_hooks: Vec::new(),
+                stop_hooks: Vec::new(),
+                stop_holds: 0,
+                stop_grace: DEFAULT_STOP_GRACE,
+                state: RunState::Running,
+                remote: Arc::new(Remote::new(waker, capacity.max(1))),
+                now: Instant::now(),
+                names: Vec::new(),
+            },
         })
     }
 
+    /// Turns the loop until it is stopped.
+    pub fn run(&mut self) -> io::Result<()> {
+        let lp = &mut self.lp;
+        if lp.state == RunState::Stopped {
+            lp.state = RunState::Running;
+        }
+        while !lp.finished() {
+            lp.turn(None)?;
+        }
+        lp.state = RunState::Stopped;
+        Ok(())
+    }
+
+    /// One turn: wait for events (at most `max_wait`, or until the next timer),
+    /// dispatch them, then run remote tasks, due timers, deferred callbacks
+    /// and tick hooks. `Some(Duration::ZERO)` never blocks: tests step the
+    /// loop with it.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        self.lp.turn(max_wait)
+    }
+}
+
+impl Deref for Reactor {
+    type Target = LoopHandle;
+    fn deref(&self) -> &LoopHandle {
+        &self.lp
+    }
+}
+
+impl DerefMut for Reactor {
+    fn deref_mut(&mut self) -> &mut LoopHandle {
+        &mut self.lp
+    }
+}
+
+impl LoopHandle {
     /// A `Send + Clone` handle other threads use to run closures on this loop.
     pub fn handle(&self) -> Handle {
         Handle {
@@ -254,7 +375,7 @@ impl Reactor {
         }
     }
 
-    /// The registry, for sources registered under a [`Reactor::insert_handler`] id.
+    /// The registry, for sources registered under a [`LoopHandle::insert_handler`] id.
     pub fn registry(&self) -> &Registry {
         self.poll.registry()
     }
@@ -270,25 +391,51 @@ impl Reactor {
         self.next_generation
     }
 
-    fn insert_slot(&mut self, handler: Box<dyn Handler>) -> SourceId {
+    /// Puts a handler the caller built (and registers itself) in a slot.
+    pub(crate) fn insert<H: Handler>(&mut self, handler: H) -> SourceKey<H> {
         let generation = self.next_generation();
         let key = self.handlers.insert(Slot {
             generation,
-            handler: Some(handler),
+            handler: Some(Box::new(handler)),
         });
         // Keys must stay below the sub-token bits; 4 billion handlers is not a
         // limit anyone reaches before running out of file descriptors.
         debug_assert!(key <= KEY_MASK);
-        SourceId {
-            key: key as u32,
-            generation,
+        SourceKey {
+            id: SourceId {
+                key: key as u32,
+                generation,
+            },
+            _type: PhantomData,
         }
+    }
+
+    /// Puts a handler in a slot, built by `make` from the id its events
+    /// will carry (so it can register its sources with that token first).
+    /// When `make` fails, no slot is taken.
+    pub(crate) fn insert_with<H: Handler>(
+        &mut self,
+        make: impl FnOnce(SourceId, &Registry) -> io::Result<H>,
+    ) -> io::Result<SourceKey<H>> {
+        let generation = self.next_generation();
+        let entry = self.handlers.vacant_entry();
+        let id = SourceId {
+            key: entry.key() as u32,
+            generation,
+        };
+        let handler = make(id, self.poll.registry())?;
+        entry.insert(Slot {
+            generation,
+            handler: Some(Box::new(handler)),
+        });
+        Ok(SourceKey::assume(id))
     }
 
     /// Registers `source`, owned by the loop from now on, with a callback run
     /// on each readiness event.
     ///
-    /// On failure nothing stays registered and the source is dropped.
+    /// On failure nothing stays registered and the source is dropped. A
+    /// callback that panics is logged and its source removed.
     pub fn register<S, F>(
         &mut self,
         mut source: S,
@@ -297,7 +444,7 @@ impl Reactor {
     ) -> io::Result<SourceId>
     where
         S: Source + 'static,
-        F: FnMut(&mut S, &Event, &mut Reactor) -> PostAction + 'static,
+        F: FnMut(&mut S, &Event, &mut LoopHandle) -> PostAction + 'static,
     {
         let generation = self.next_generation();
         let entry = self.handlers.vacant_entry();
@@ -317,17 +464,17 @@ impl Reactor {
     }
 
     /// Adds a callback for sources the caller owns and registers itself, with
-    /// [`Reactor::registry`] and the id's [`SourceId::token`] or
+    /// [`LoopHandle::registry`] and the id's [`SourceId::token`] or
     /// [`SourceId::sub_token`]. The caller deregisters its sources; removing
     /// the handler does not.
     pub fn insert_handler<F>(&mut self, callback: F) -> SourceId
     where
-        F: FnMut(&Event, &mut Reactor) -> PostAction + 'static,
+        F: FnMut(&Event, &mut LoopHandle) -> PostAction + 'static,
     {
-        self.insert_slot(Box::new(Detached(callback)))
+        self.insert(Detached(callback)).id
     }
 
-    /// Changes the interest of a source registered with [`Reactor::register`].
+    /// Changes the interest of a source registered with [`LoopHandle::register`].
     ///
     /// From inside the source's own callback, return
     /// [`PostAction::Reregister`] instead.
@@ -354,8 +501,9 @@ impl Reactor {
             _ => return false,
         }
         let slot = self.handlers.remove(id.key as usize);
-        // A handler removed from inside its own callback is lent out (None);
-        // `dispatch` finds its slot gone and drops it then.
+        self.names.retain(|(_, named)| *named != id);
+        // A handler removed while it is lent out (None) is dropped by whoever
+        // holds it when they find its slot gone.
         if let Some(mut handler) = slot.handler
             && let Err(e) = handler.deregister(self.poll.registry())
         {
@@ -364,21 +512,134 @@ impl Reactor {
         true
     }
 
+    /// True while the source or handler `id` is registered.
+    pub fn contains(&self, id: SourceId) -> bool {
+        self.handlers
+            .get(id.key as usize)
+            .is_some_and(|slot| slot.generation == id.generation)
+    }
+
+    /// Gives slot `id` a second name, a number unique in the process that
+    /// the caller chose before the slot existed (an app names its server
+    /// this way, so that routes mounted before `listen` find it).
+    pub(crate) fn name_slot(&mut self, name: u64, id: SourceId) {
+        self.names.retain(|(n, _)| *n != name);
+        self.names.push((name, id));
+    }
+
+    /// The slot named `name`, if it still exists.
+    pub(crate) fn named(&self, name: u64) -> Option<SourceId> {
+        let (_, id) = self.names.iter().find(|(n, _)| *n == name)?;
+        self.contains(*id).then_some(*id)
+    }
+
+    /// Lends the value behind `key` to `f`, with the loop.
+    ///
+    /// When it is in its slot, `f` runs now. When it is lent out already
+    /// (the caller is inside its callback, or inside another `with_source`
+    /// of it), `f` runs as soon as it is back: deferred, never dropped.
+    /// Returns false only when the value is gone (removed, or the key is
+    /// stale); `f` is then dropped.
+    pub(crate) fn with_source<T: Handler>(
+        &mut self,
+        key: SourceKey<T>,
+        f: impl FnOnce(&mut T, &mut LoopHandle) + 'static,
+    ) -> bool {
+        let id = key.id;
+        let Some(slot) = self.handlers.get_mut(id.key as usize) else {
+            return false;
+        };
+        if slot.generation != id.generation {
+            return false;
+        }
+        let Some(mut handler) = slot.handler.take() else {
+            self.waiting_for_slot.push_back(Box::new(move |lp| {
+                lp.with_source(key, f);
+            }));
+            return true;
+        };
+        match handler.as_any().downcast_mut::<T>() {
+            Some(value) => f(value, self),
+            // A SourceKey<T> is only made by `insert::<T>`, so this is a bug.
+            None => error!("source {} is not the type its key says", id.key),
+        }
+        self.put_back(id, handler, PostAction::Continue);
+        true
+    }
+
+    /// Lends the value behind `key` to `f` now, if it is in its slot;
+    /// `None` when it is lent out or gone.
+    pub(crate) fn try_with_source<T: Handler, R>(
+        &mut self,
+        key: SourceKey<T>,
+        f: impl FnOnce(&mut T, &mut LoopHandle) -> R,
+    ) -> Option<R> {
+        let id = key.id;
+        let slot = self.handlers.get_mut(id.key as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let mut handler = slot.handler.take()?;
+        let result = handler
+            .as_any()
+            .downcast_mut::<T>()
+            .map(|value| f(value, self));
+        self.put_back(id, handler, PostAction::Continue);
+        result
+    }
+
+    /// Returns a lent handler to its slot (or drops it, when its slot was
+    /// removed meanwhile), applies `action`, then runs the work that waited
+    /// for it.
+    fn put_back(&mut self, id: SourceId, mut handler: Box<dyn Handler>, action: PostAction) {
+        let key = id.key as usize;
+        let registry = self.poll.registry();
+        match self.handlers.get_mut(key) {
+            Some(slot) if slot.generation == id.generation => match action {
+                PostAction::Continue => slot.handler = Some(handler),
+                PostAction::Reregister(interest) => {
+                    if let Err(e) = handler.reregister(registry, id.token(), interest) {
+                        error!("reregistering a source failed, dropping it: {e}");
+                        self.handlers.remove(key);
+                    } else {
+                        slot.handler = Some(handler);
+                    }
+                }
+                PostAction::Remove => {
+                    if let Err(e) = handler.deregister(registry) {
+                        error!("deregistering a source failed: {e}");
+                    }
+                    self.handlers.remove(key);
+                }
+            },
+            // Removed while it was lent out.
+            _ => {
+                if let Err(e) = handler.deregister(registry) {
+                    error!("deregistering a source failed: {e}");
+                }
+            }
+        }
+        while let Some(task) = self.waiting_for_slot.pop_front() {
+            task(self);
+        }
+    }
+
     /// Runs `callback` once, `after` from now.
     pub fn add_timer(
         &mut self,
         after: Duration,
-        callback: impl FnOnce(&mut Reactor) + 'static,
+        callback: impl FnOnce(&mut LoopHandle) + 'static,
     ) -> TimerId {
         self.timers
             .insert(Instant::now() + after, TimerKind::Once(Box::new(callback)))
     }
 
-    /// Runs `callback` every `period` (at least 1 ms) until cancelled.
+    /// Runs `callback` every `period` (at least 1 ms) until cancelled. A
+    /// callback that panics is logged and cancelled.
     pub fn add_periodic(
         &mut self,
         period: Duration,
-        callback: impl FnMut(&mut Reactor) + 'static,
+        callback: impl FnMut(&mut LoopHandle) + 'static,
     ) -> TimerId {
         let period = period.max(Duration::from_millis(1));
         self.timers.insert(
@@ -393,29 +654,30 @@ impl Reactor {
     }
 
     /// Runs `callback` at the end of the next turn, before the loop waits again.
-    pub fn defer(&mut self, callback: impl FnOnce(&mut Reactor) + 'static) {
+    pub fn defer(&mut self, callback: impl FnOnce(&mut LoopHandle) + 'static) {
         self.deferred.push(Box::new(callback));
     }
 
     /// Runs `hook` at the end of every turn, after events, timers and
-    /// deferred callbacks: the place to flush what the turn buffered.
-    pub fn add_tick_hook(&mut self, hook: impl FnMut(&mut Reactor) + 'static) {
+    /// deferred callbacks (the place to flush what the turn buffered), until
+    /// it returns false.
+    pub fn add_tick_hook(&mut self, hook: impl FnMut(&mut LoopHandle) -> bool + 'static) {
         self.tick_hooks.push(Box::new(hook));
     }
 
-    /// Runs `hook` once when a graceful stop begins (see [`Reactor::stop`]).
-    pub fn add_stop_hook(&mut self, hook: impl FnOnce(&mut Reactor) + 'static) {
+    /// Runs `hook` once when a graceful stop begins (see [`LoopHandle::stop`]).
+    pub fn add_stop_hook(&mut self, hook: impl FnOnce(&mut LoopHandle) + 'static) {
         self.stop_hooks.push(Box::new(hook));
     }
 
     /// Keeps the loop turning during a graceful stop until a matching
-    /// [`Reactor::release_stop`] (or the grace period ends). A server holds the
+    /// [`LoopHandle::release_stop`] (or the grace period ends). A server holds the
     /// stop while its connections finish their close handshakes.
     pub fn hold_stop(&mut self) {
         self.stop_holds += 1;
     }
 
-    /// Releases one [`Reactor::hold_stop`].
+    /// Releases one [`LoopHandle::hold_stop`].
     pub fn release_stop(&mut self) {
         self.stop_holds = self.stop_holds.saturating_sub(1);
     }
@@ -437,7 +699,7 @@ impl Reactor {
             deadline: Instant::now() + self.stop_grace,
         };
         for hook in std::mem::take(&mut self.stop_hooks) {
-            hook(self);
+            let _ = guard::call(&"a stop hook", || hook(self));
         }
     }
 
@@ -456,18 +718,6 @@ impl Reactor {
         signals::register(self)
     }
 
-    /// Turns the loop until it is stopped.
-    pub fn run(&mut self) -> io::Result<()> {
-        if self.state == RunState::Stopped {
-            self.state = RunState::Running;
-        }
-        while !self.finished() {
-            self.turn(None)?;
-        }
-        self.state = RunState::Stopped;
-        Ok(())
-    }
-
     fn finished(&self) -> bool {
         match self.state {
             RunState::Running => false,
@@ -476,11 +726,7 @@ impl Reactor {
         }
     }
 
-    /// One turn: wait for events (at most `max_wait`, or until the next timer),
-    /// dispatch them, then run remote tasks, due timers, deferred callbacks
-    /// and tick hooks. `Some(Duration::ZERO)` never blocks: tests step the
-    /// loop with it.
-    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+    fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let timeout = self.poll_timeout(max_wait);
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
@@ -506,12 +752,10 @@ impl Reactor {
         }
         self.fire_timers();
         for task in std::mem::take(&mut self.deferred) {
-            task(self);
+            let _ = guard::call(&"a deferred callback", || task(self));
         }
         let mut hooks = std::mem::take(&mut self.tick_hooks);
-        for hook in hooks.iter_mut() {
-            hook(self);
-        }
+        hooks.retain_mut(|hook| guard::call(&"a tick hook", || hook(self)).unwrap_or(false));
         // Hooks added by hooks go after the existing ones.
         hooks.append(&mut self.tick_hooks);
         self.tick_hooks = hooks;
@@ -534,45 +778,33 @@ impl Reactor {
         }
     }
 
+    /// Lends the event's handler out, calls it, puts it back. Never drops an
+    /// event: a handler is only ever lent within one call on this thread, and
+    /// that call has returned before the next event is dispatched.
     fn dispatch(&mut self, event: &Event) {
         let key = event.token().0 & KEY_MASK;
         let Some(slot) = self.handlers.get_mut(key) else {
             return; // removed earlier in this batch
         };
-        let generation = slot.generation;
+        let id = SourceId {
+            key: key as u32,
+            generation: slot.generation,
+        };
         let Some(mut handler) = slot.handler.take() else {
+            // Unreachable: events are dispatched one at a time, and every
+            // lender puts the handler back before returning.
+            error!("source {key} is lent out while an event arrived for it");
             return;
         };
-        let action = handler.ready(event, self);
-        let token = Token(key);
-        match self.handlers.get_mut(key) {
-            Some(slot) if slot.generation == generation => {
-                let registry = self.poll.registry();
-                match action {
-                    PostAction::Continue => slot.handler = Some(handler),
-                    PostAction::Reregister(interest) => {
-                        if let Err(e) = handler.reregister(registry, token, interest) {
-                            error!("reregistering a source failed, dropping it: {e}");
-                            self.handlers.remove(key);
-                        } else {
-                            slot.handler = Some(handler);
-                        }
-                    }
-                    PostAction::Remove => {
-                        if let Err(e) = handler.deregister(registry) {
-                            error!("deregistering a source failed: {e}");
-                        }
-                        self.handlers.remove(key);
-                    }
-                }
+        let action = match guard::catch(|| handler.ready(event, self)) {
+            Ok(action) => action,
+            // Whatever the source was doing is in an unknown state.
+            Err(guard::Panicked(message)) => {
+                error!("{} panicked: {message}; removed", handler.describe());
+                PostAction::Remove
             }
-            // The callback removed its own source.
-            _ => {
-                if let Err(e) = handler.deregister(self.poll.registry()) {
-                    error!("deregistering a source failed: {e}");
-                }
-            }
-        }
+        };
+        self.put_back(id, handler, action);
     }
 
     fn run_remote_tasks(&mut self) {
@@ -580,7 +812,7 @@ impl Reactor {
             self.stop();
         }
         for task in self.remote.take_all() {
-            task(self);
+            let _ = guard::call(&"a task from another thread", || task(self));
         }
     }
 
@@ -593,30 +825,24 @@ impl Reactor {
                 break;
             };
             match due.kind {
-                TimerKind::Once(callback) => callback(self),
+                TimerKind::Once(callback) => {
+                    let _ = guard::call(&"a timer", || callback(self));
+                }
                 TimerKind::Periodic(mut callback, period) => {
-                    callback(self);
-                    self.timers
-                        .restore_periodic(due.id, callback, period, Instant::now());
+                    if guard::call(&"a periodic timer (cancelled)", || callback(self)).is_ok() {
+                        self.timers
+                            .restore_periodic(due.id, callback, period, Instant::now());
+                    } else {
+                        // Its slot waits for the callback to come back.
+                        self.timers.cancel(due.id);
+                    }
                 }
             }
         }
     }
-
-    /// Keeps a weak reference to a loop-local service and returns its index
-    /// (see [`Reactor::service`]).
-    pub(crate) fn add_service(&mut self, service: Weak<dyn Any>) -> usize {
-        self.services.push(service);
-        self.services.len() - 1
-    }
-
-    /// The service at `index`, if it is still alive.
-    pub(crate) fn service(&self, index: usize) -> Option<Rc<dyn Any>> {
-        self.services.get(index)?.upgrade()
-    }
 }
 
-impl Drop for Reactor {
+impl Drop for LoopHandle {
     fn drop(&mut self) {
         // Handles must learn that nothing will run their tasks any more.
         self.remote.close();
@@ -625,7 +851,13 @@ impl Drop for Reactor {
 
 impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reactor")
+        self.lp.fmt(f)
+    }
+}
+
+impl fmt::Debug for LoopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopHandle")
             .field("handlers", &self.handlers.len())
             .field("timers", &self.timers)
             .field("deferred", &self.deferred.len())

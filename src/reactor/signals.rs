@@ -8,9 +8,9 @@ use mio::Interest;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use super::{PostAction, Reactor, SourceId};
+use super::{LoopHandle, PostAction, SourceId};
 
-pub(super) fn register(reactor: &mut Reactor) -> io::Result<SourceId> {
+pub(super) fn register(reactor: &mut LoopHandle) -> io::Result<SourceId> {
     let signals = Signals::new([SIGINT, SIGTERM])?;
     reactor.register(signals, Interest::READABLE, |signals, _, reactor| {
         for signal in signals.pending() {

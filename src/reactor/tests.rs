@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::rc::Rc;
@@ -97,7 +98,10 @@ fn handle_runs_closures_from_another_thread_and_refuses_when_full() {
         handle.stop().expect("stop");
     });
     let counter = total.clone();
-    reactor.add_tick_hook(move |_| *counter.borrow_mut() += 1);
+    reactor.add_tick_hook(move |_| {
+        *counter.borrow_mut() += 1;
+        true
+    });
     reactor.run().expect("run");
     thread.join().expect("thread");
     assert!(*total.borrow() > 0);
@@ -139,4 +143,95 @@ fn sub_tokens_round_trip() {
     assert_eq!(sub_key(id.sub_token(0)), Some(0));
     assert_eq!(sub_key(id.sub_token(123_456)), Some(123_456));
     assert_eq!(id.sub_token(5).0 & KEY_MASK, 7);
+}
+
+/// A handler the loop owns, reached through its typed key.
+struct Tally {
+    log: Rc<RefCell<Vec<&'static str>>>,
+    me: Option<SourceKey<Tally>>,
+}
+
+impl Handler for Tally {
+    fn ready(&mut self, _: &Event, lp: &mut LoopHandle) -> PostAction {
+        self.log.borrow_mut().push("ready");
+        // Reaching itself while lent out: deferred until it is back, never
+        // dropped, and before anything else runs.
+        if let Some(me) = self.me {
+            let found = lp.with_source(me, |tally, _| tally.log.borrow_mut().push("reached"));
+            assert!(found, "a lent-out source still counts as present");
+        }
+        self.log.borrow_mut().push("ready ends");
+        PostAction::Continue
+    }
+    fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+        Ok(())
+    }
+    fn deregister(&mut self, _: &Registry) -> io::Result<()> {
+        Ok(())
+    }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+#[test]
+fn a_source_reached_while_lent_out_gets_the_work_right_after() {
+    let mut reactor = Reactor::new().expect("reactor");
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (mut ours, mut theirs) = UnixStream::pair().expect("pair");
+    let key = reactor
+        .insert_with(|id, registry| {
+            registry.register(&mut theirs, id.token(), Interest::READABLE)?;
+            Ok(Tally {
+                log: log.clone(),
+                me: None,
+            })
+        })
+        .expect("insert");
+    assert!(reactor.with_source(key, move |tally, _| tally.me = Some(key)));
+    ours.write_all(b"x").expect("write");
+    let (tail, log_) = (log.clone(), log.clone());
+    reactor.defer(move |_| tail.borrow_mut().push("deferred"));
+    step(&mut reactor);
+    assert_eq!(
+        *log_.borrow(),
+        ["ready", "ready ends", "reached", "deferred"]
+    );
+    assert_eq!(
+        reactor.try_with_source(key, |tally, _| tally.log.borrow().len()),
+        Some(4)
+    );
+    assert!(reactor.remove(key.id()));
+    assert!(!reactor.with_source(key, |_, _| unreachable!("gone")));
+    drop(theirs);
+}
+
+#[test]
+fn a_panicking_source_is_removed_and_the_loop_goes_on() {
+    let mut reactor = Reactor::new().expect("reactor");
+    let (mut ours, theirs) = UnixStream::pair().expect("pair");
+    let id = reactor
+        .register(theirs, Interest::READABLE, |_, _, _| {
+            panic!("a bug in a source")
+        })
+        .expect("register");
+    ours.write_all(b"x").expect("write");
+    let fired = Rc::new(RefCell::new(0));
+    let count = fired.clone();
+    reactor.add_periodic(Duration::from_millis(1), move |_| {
+        *count.borrow_mut() += 1;
+    });
+    let panicking = reactor.add_periodic(Duration::from_millis(1), |_| panic!("a bug in a timer"));
+    reactor.defer(|_| panic!("a bug in a deferred callback"));
+    let after = fired.clone();
+    reactor.defer(move |_| *after.borrow_mut() += 100);
+    for _ in 0..20 {
+        reactor.turn(Some(Duration::from_millis(2))).expect("turn");
+    }
+    assert!(!reactor.contains(id), "the panicking source was removed");
+    assert!(
+        !reactor.cancel_timer(panicking),
+        "the panicking timer was cancelled"
+    );
+    assert!(*fired.borrow() > 100, "the rest of the loop kept running");
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::conn::{Conn, Kind, ReplyTo};
 use super::{RedisConfig, RedisError, RedisUrl, Value};
-use crate::reactor::Reactor;
+use crate::reactor::LoopHandle;
 
 /// A non-blocking Redis connection on the loop thread.
 ///
@@ -15,7 +15,7 @@ use crate::reactor::Reactor;
 /// commands when Redis goes away.
 ///
 /// Cloning is cheap and every clone drives the same connection. The client
-/// is `!Send`: it lives on the thread that runs its [`Reactor`].
+/// is `!Send`: it lives on the thread that runs its [`Reactor`](crate::reactor::Reactor).
 ///
 /// Do not send `SUBSCRIBE`, `MONITOR` or other commands that change the
 /// shape of the reply stream through it; use a [`RedisSubscriber`](super::RedisSubscriber).
@@ -70,7 +70,7 @@ impl RedisClient {
     /// first on every connect. Errors are only for a bad URL or config, or a
     /// failure to set up the reactor handler; an unreachable Redis is retried.
     pub fn connect(
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         url: &str,
         config: RedisConfig,
     ) -> Result<RedisClient, RedisError> {
@@ -90,7 +90,7 @@ impl RedisClient {
     pub fn command(
         &self,
         args: &[&[u8]],
-        callback: impl FnOnce(&mut Reactor, Result<Value, RedisError>) + 'static,
+        callback: impl FnOnce(&mut LoopHandle, Result<Value, RedisError>) + 'static,
     ) {
         self.conn
             .command(args, ReplyTo::Callback(Box::new(callback)));
@@ -110,7 +110,7 @@ impl RedisClient {
     /// Runs `callback` each time a connection is established (after
     /// `AUTH`/`SELECT`, and after the commands queued meanwhile were handed
     /// to the socket), for example to reload state that may have been missed.
-    pub fn on_connect(&self, callback: impl FnMut(&mut Reactor) + 'static) {
+    pub fn on_connect(&self, callback: impl FnMut(&mut LoopHandle) + 'static) {
         self.conn.on_connect(Box::new(callback));
     }
 
@@ -123,7 +123,7 @@ impl RedisClient {
     /// Closes the connection and stops reconnecting. Every pending command's
     /// callback gets [`RedisError::Closed`] (queued ones) or
     /// [`RedisError::Disconnected`] (written ones), later on the loop.
-    pub fn close(&self, reactor: &mut Reactor) {
+    pub fn close(&self, reactor: &mut LoopHandle) {
         self.conn.close(reactor);
     }
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::conn::{Conn, Kind};
 use super::{RedisConfig, RedisError, RedisUrl};
-use crate::reactor::Reactor;
+use crate::reactor::LoopHandle;
 
 /// A Redis pub/sub connection on the loop thread.
 ///
@@ -47,13 +47,13 @@ impl fmt::Debug for RedisSubscriber {
 }
 
 /// A message callback: `(reactor, channel, payload)`.
-pub(crate) type MessageCallback = Box<dyn FnMut(&mut Reactor, &[u8], &[u8])>;
+pub(crate) type MessageCallback = Box<dyn FnMut(&mut LoopHandle, &[u8], &[u8])>;
 
 impl RedisSubscriber {
     /// Parses the URL (see [`RedisUrl`]) and starts a non-blocking connect,
     /// as [`RedisClient::connect`](super::RedisClient::connect) does.
     pub fn connect(
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         url: &str,
         config: RedisConfig,
     ) -> Result<RedisSubscriber, RedisError> {
@@ -68,7 +68,7 @@ impl RedisSubscriber {
     pub fn subscribe(
         &self,
         channel: &[u8],
-        callback: impl FnMut(&mut Reactor, &[u8], &[u8]) + 'static,
+        callback: impl FnMut(&mut LoopHandle, &[u8], &[u8]) + 'static,
     ) {
         self.conn.subscribe(false, channel, Box::new(callback));
     }
@@ -78,7 +78,7 @@ impl RedisSubscriber {
     pub fn psubscribe(
         &self,
         pattern: &[u8],
-        callback: impl FnMut(&mut Reactor, &[u8], &[u8]) + 'static,
+        callback: impl FnMut(&mut LoopHandle, &[u8], &[u8]) + 'static,
     ) {
         self.conn.subscribe(true, pattern, Box::new(callback));
     }
@@ -101,12 +101,12 @@ impl RedisSubscriber {
     /// Runs `callback` each time the connection is established and the
     /// subscriptions were sent again: messages published while it was down
     /// were missed, so this is the place to catch up.
-    pub fn on_connect(&self, callback: impl FnMut(&mut Reactor) + 'static) {
+    pub fn on_connect(&self, callback: impl FnMut(&mut LoopHandle) + 'static) {
         self.conn.on_connect(Box::new(callback));
     }
 
     /// Closes the connection and stops reconnecting.
-    pub fn close(&self, reactor: &mut Reactor) {
+    pub fn close(&self, reactor: &mut LoopHandle) {
         self.conn.close(reactor);
     }
 }

@@ -1,37 +1,83 @@
-//! Accepting connections: the connection limit, and running out of file
-//! descriptors without spinning.
+//! Accepting connections: the listener, the connection limit, TLS
+//! sessions, and running out of file descriptors without spinning.
 
-use super::*;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-impl ServerCore {
-    pub(super) fn accept(&mut self, reactor: &mut Reactor) {
+use log::{debug, error, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry};
+
+use crate::connection::{Connection, Net};
+use crate::transport::Transport;
+
+/// A server's listener and what accepting needs beside it.
+pub(super) struct Acceptor {
+    /// `None` once the server stopped accepting (a graceful stop).
+    listener: Option<TcpListener>,
+    /// An open file kept in reserve: when accept fails for lack of file
+    /// descriptors, closing it makes room to accept and close the pending
+    /// connection, so the listener does not stay readable forever.
+    reserve_fd: Option<File>,
+    /// Connections refused (limit, shutdown, no descriptors), for the log.
+    refused: u64,
+    /// Set for `wss://`: every accepted socket starts a TLS session.
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Acceptor {
+    pub(super) fn new(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        Acceptor {
+            listener: Some(listener),
+            reserve_fd: File::open("/dev/null").ok(),
+            refused: 0,
+            tls,
+        }
+    }
+
+    /// Stops accepting: the listener leaves the poll and closes.
+    pub(super) fn close(&mut self, registry: &Registry) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = registry.deregister(&mut listener);
+        }
+    }
+
+    /// Accepts every pending connection into `net`. An error is one the
+    /// listener will not recover from.
+    pub(super) fn accept_all(&mut self, net: &mut Net, registry: &Registry) -> io::Result<()> {
         loop {
             let Some(listener) = &self.listener else {
-                return;
+                return Ok(());
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(reactor, stream, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok((stream, peer)) => self.admit(net, registry, stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
                     ) => {}
                 Err(e) if out_of_descriptors(&e) => match self.shed_one_connection() {
                     Shed::One => {}
                     // Linux reports EMFILE before it looks at the backlog, so
                     // an empty backlog looks the same as a full one: stop
                     // here, or this loop spins while every descriptor is used.
-                    Shed::NothingPending => return,
+                    Shed::NothingPending => return Ok(()),
                     Shed::NoReserve => {
                         error!("accept: {e}; no reserve descriptor left, pending connections wait");
-                        return;
+                        return Ok(());
                     }
                 },
-                Err(e) => {
+                // Transient shortages: what is pending waits for the next event.
+                Err(e) if e.raw_os_error().is_some_and(transient) => {
                     error!("accept failed: {e}");
-                    return;
+                    return Ok(());
                 }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -66,14 +112,14 @@ impl ServerCore {
         }
     }
 
-    fn admit(&mut self, reactor: &mut Reactor, stream: TcpStream, peer: SocketAddr) {
-        if self.net.conns.len() >= self.net.config.max_connections || self.net.shutting_down {
+    fn admit(&mut self, net: &mut Net, registry: &Registry, stream: TcpStream, peer: SocketAddr) {
+        if net.conns.len() >= net.config.max_connections || net.shutting_down {
             self.refused += 1;
             // One line per power of two: a flood must not flood the log too.
             if self.refused.is_power_of_two() {
                 warn!(
                     "at max connections ({}): refused {peer} ({} refused so far)",
-                    self.net.config.max_connections, self.refused
+                    net.config.max_connections, self.refused
                 );
             }
             return;
@@ -82,10 +128,9 @@ impl ServerCore {
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: TCP_NODELAY: {e}");
         }
-        let generation = self.net.next_generation();
-        let entry = self.net.conns.vacant_entry();
-        let key = entry.key() as u32;
-        let token = self.net.handler.sub_token(key);
+        let generation = net.next_generation();
+        let now = net.now;
+        let token = net.handler.sub_token(net.conns.vacant_key() as u32);
         let mut transport = match &self.tls {
             None => Transport::Plain(stream),
             Some(config) => match Transport::tls(stream, config.clone()) {
@@ -99,7 +144,7 @@ impl ServerCore {
         // Both interests, once: with edge triggering a writable event only
         // comes after a write hit WouldBlock, so this costs no wakeups and
         // saves an epoll_ctl per backed-up write.
-        if let Err(e) = reactor.registry().register(
+        if let Err(e) = registry.register(
             &mut transport,
             token,
             Interest::READABLE | Interest::WRITABLE,
@@ -107,12 +152,13 @@ impl ServerCore {
             error!("{peer}: register failed: {e}");
             return;
         }
-        entry.insert(Connection::new(transport, peer, generation, self.net.now));
+        net.conns
+            .insert(Connection::new(transport, peer, generation, now));
         debug!("#{generation} connected from {peer}");
     }
 }
 
-/// What [`ServerCore::shed_one_connection`] did.
+/// What [`Acceptor::shed_one_connection`] did.
 enum Shed {
     /// Accepted and closed one pending connection (or one aborted on its
     /// own): accept again.
@@ -127,4 +173,13 @@ enum Shed {
 /// `io::ErrorKind` has no stable variant for these, hence the errno.
 fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Shortages that pass: kernel memory (ENOBUFS, ENOMEM), a firewall
+/// verdict (EPERM), a protocol error on one pending connection (EPROTO).
+fn transient(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ENOBUFS | libc::ENOMEM | libc::EPERM | libc::EPROTO
+    )
 }

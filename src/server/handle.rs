@@ -1,158 +1,132 @@
-//! The handles programs keep to a running server: [`Server`] on the loop
-//! thread, [`ServerHandle`] from other threads.
+//! What the typed handles do: [`Server`] on the loop thread,
+//! [`ServerHandle`] from other threads. Both reach the server the loop
+//! owns by its key, never through a reference.
 
-use super::*;
+use crate::component::Component;
+use crate::component::Context;
+use crate::connection::ConnId;
+use crate::guard;
+use crate::handles::{Route, Server, ServerHandle};
+use crate::message::OwnedMessage;
+use crate::reactor::{LoopHandle, ScheduleError, SourceKey};
 
-/// A running server, for code on the loop thread: the program that started
-/// it, a timer, a source of its own.
-///
-/// Use the [`Context`] a callback receives inside component callbacks;
-/// this handle refuses with [`Error::Reentrant`] there.
-#[derive(Clone)]
-pub struct Server {
-    core: Rc<RefCell<ServerCore>>,
-    /// Copied out of the core so they can be read from inside callbacks,
-    /// while the core is borrowed.
-    local_addr: SocketAddr,
-    service: usize,
-}
+use super::ServerCore;
 
 impl Server {
-    pub(crate) fn new(
-        core: Rc<RefCell<ServerCore>>,
-        local_addr: SocketAddr,
-        service: usize,
-    ) -> Server {
-        Server {
-            core,
-            local_addr,
-            service,
-        }
+    fn key(&self) -> SourceKey<ServerCore> {
+        SourceKey::assume(self.id)
     }
 
-    /// The address the server listens on (useful after binding port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// Runs `f` with a context on the whole server: send to any
+    /// connection, close, look connections up.
+    ///
+    /// `f` runs now when the server is free, and right after the current
+    /// callback when the caller is one of this server's own callbacks:
+    /// deferred, never dropped. Returns false only when the server is gone.
+    pub fn with(&self, lp: &mut LoopHandle, f: impl FnOnce(&mut Context<'_>) + 'static) -> bool {
+        lp.with_source(self.key(), move |core, lp| {
+            core.call_server(lp, f);
+        })
     }
 
-    /// Runs `f` with a context on this server: send to connections, close
-    /// them, set timers.
-    pub fn with<R>(
+    /// Runs `f` with a context on the whole server if it is free now;
+    /// `None` when it is gone or busy (the caller is inside one of its
+    /// callbacks, where that callback's own context is the way in).
+    pub fn try_with<R>(
         &self,
-        reactor: &mut Reactor,
+        lp: &mut LoopHandle,
         f: impl FnOnce(&mut Context<'_>) -> R,
-    ) -> Result<R> {
-        let mut core = self.core.try_borrow_mut().map_err(|_| Error::Reentrant)?;
-        core.net.tick(reactor.now());
-        let result = {
-            let mut ctx = Context::new(&mut core.net, reactor, None);
-            f(&mut ctx)
-        };
-        core.settle(reactor);
-        Ok(result)
+    ) -> Option<R> {
+        lp.try_with_source(self.key(), |core, lp| core.call_server(lp, f))
+            .flatten()
     }
 
-    /// Runs `f` with the first mounted component of type `C` and a context
-    /// for its route: how a program reaches its component's state from
-    /// outside the component's own callbacks. `None` if no route has a `C`.
-    pub fn with_component<C: Component, R>(
-        &self,
-        reactor: &mut Reactor,
-        f: impl FnOnce(&mut C, &mut Context<'_>) -> R,
-    ) -> Result<Option<R>> {
-        let mut guard = self.core.try_borrow_mut().map_err(|_| Error::Reentrant)?;
-        let core = &mut *guard;
-        core.net.tick(reactor.now());
-        let found = core.components.iter_mut().enumerate().find_map(|(i, c)| {
-            let any: &mut dyn Any = &mut **c;
-            any.downcast_mut::<C>().map(|c| (i, c))
-        });
-        let result = found.map(|(index, component)| {
-            let mut ctx = Context::new(&mut core.net, reactor, Some(index as u32));
-            f(component, &mut ctx)
-        });
-        core.settle(reactor);
-        Ok(result)
+    /// Number of connections, including those still in the handshake;
+    /// `None` when the server is gone or busy (see [`Server::try_with`]).
+    pub fn connection_count(&self, lp: &mut LoopHandle) -> Option<usize> {
+        lp.try_with_source(self.key(), |core, _| core.connection_count())
     }
 
-    /// A `Send` handle for other threads.
-    pub fn handle(&self, reactor: &Reactor) -> ServerHandle {
-        ServerHandle::new(reactor.handle(), self.service)
+    /// True while the server is on the loop.
+    pub fn is_running(&self, lp: &LoopHandle) -> bool {
+        lp.contains(self.id)
     }
 
-    /// Number of connections, including those still in the handshake.
-    /// Inside a callback use [`Context::connections`] instead.
-    pub fn connection_count(&self) -> Result<usize> {
-        let core = self.core.try_borrow().map_err(|_| Error::Reentrant)?;
-        Ok(core.net.conns.len())
+    /// Stops this server alone, gracefully: no new connections, close 1001
+    /// to every client, and it leaves the loop (with a log line) once the
+    /// last one is gone. The loop and its other sources go on.
+    pub fn stop(&self, lp: &mut LoopHandle) {
+        lp.with_source(self.key(), |core, lp| core.leave(lp));
     }
 
     /// Drops every connection now (components get `on_close` with
-    /// [`CloseReason::Shutdown`]). [`App::run`](crate::App::run) calls this
-    /// after the loop returns, so no connection leaves without `on_close`.
-    pub fn close_all_now(&self, reactor: &mut Reactor) -> Result<()> {
-        let mut core = self.core.try_borrow_mut().map_err(|_| Error::Reentrant)?;
-        core.close_all_now(reactor);
-        Ok(())
+    /// [`CloseReason::Shutdown`](crate::CloseReason::Shutdown)).
+    /// [`App::run`](crate::App::run) calls this after the loop returns, so
+    /// no connection leaves without `on_close`.
+    pub fn close_all_now(&self, lp: &mut LoopHandle) {
+        lp.with_source(self.key(), |core, lp| core.close_all_now(lp));
     }
-}
-
-impl fmt::Debug for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
-            .field("connections", &self.connection_count().ok())
-            .finish()
-    }
-}
-
-/// A `Send + Clone` handle to a server, for other threads: send to
-/// connections or run code on the loop. Never blocks: when the loop's queue
-/// is full the call fails with [`ScheduleError::Full`].
-#[derive(Debug, Clone)]
-pub struct ServerHandle {
-    reactor: Handle,
-    service: usize,
 }
 
 impl ServerHandle {
-    pub(crate) fn new(reactor: Handle, service: usize) -> Self {
-        ServerHandle { reactor, service }
-    }
-
-    /// Runs `f` on the loop with a context on this server.
+    /// Runs `f` on the loop with a context on the whole server. A panic in
+    /// `f` is caught and logged; the loop goes on.
     pub fn run(
         &self,
         f: impl FnOnce(&mut Context<'_>) + Send + 'static,
     ) -> Result<(), ScheduleError> {
-        let service = self.service;
-        self.reactor.schedule(move |reactor| {
-            let Some(server) = reactor.service(service) else {
-                return;
-            };
-            let Ok(core) = server.downcast::<RefCell<ServerCore>>() else {
-                return;
-            };
-            let local_addr = core.borrow().local_addr;
-            let server = Server::new(core, local_addr, service);
-            // A panicking task must not take the loop down with it.
-            match catch_unwind(AssertUnwindSafe(|| server.with(reactor, f))) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => error!("cross-thread task: {e}"),
-                Err(payload) => error!("cross-thread task panicked: {}", panic_message(&*payload)),
-            }
+        let key = SourceKey::<ServerCore>::assume(self.server);
+        self.reactor.schedule(move |lp| {
+            lp.with_source(key, move |core, lp| {
+                core.call_server(lp, f);
+            });
+        })
+    }
+
+    /// Runs `f` on the loop with the component behind `route` and a
+    /// context on its route (see [`LoopHandle::with`]).
+    pub fn with<C: Component>(
+        &self,
+        route: Route<C>,
+        f: impl FnOnce(&mut C, &mut Context<'_, C>) + Send + 'static,
+    ) -> Result<(), ScheduleError> {
+        self.reactor.schedule(move |lp| {
+            lp.with(route, f);
         })
     }
 
     /// Sends a message to a connection.
     pub fn send(&self, conn: ConnId, message: OwnedMessage) -> Result<(), ScheduleError> {
         self.run(move |ctx| {
-            let _ = ctx.send(conn, message.as_message());
+            let _ = ctx.send(conn, &message);
         })
     }
 
     /// Asks the whole loop to stop gracefully.
     pub fn stop(&self) -> Result<(), ScheduleError> {
         self.reactor.stop()
+    }
+}
+
+impl ServerCore {
+    /// Calls `f` with a context on the whole server, then delivers what the
+    /// call caused. `None` if `f` panicked.
+    fn call_server<R>(
+        &mut self,
+        lp: &mut LoopHandle,
+        f: impl FnOnce(&mut Context<'_>) -> R,
+    ) -> Option<R> {
+        self.net.tick(lp.now());
+        let what = self.describe();
+        let result = {
+            let mut ctx = Context::new(&mut self.net, lp, self.server, None);
+            guard::call(&what, || f(&mut ctx)).ok()
+        };
+        self.settle(lp);
+        result
+    }
+
+    fn connection_count(&self) -> usize {
+        self.net.conns.len()
     }
 }

@@ -1,10 +1,21 @@
 //! Reading: the shared read buffer, the upgrade handshake, and frames
 //! dispatched to components.
 
-use super::*;
+use std::io;
+
+use log::debug;
+
+use crate::close::CloseReason;
+use crate::connection::{ConnId, Connection, Phase, RETAINED_BUFFER, flag, lend_out};
+use crate::frame::decode::{Incoming, Limits};
+use crate::handshake::{self, Outcome};
+use crate::message::Message;
+use crate::reactor::LoopHandle;
+
+use super::{READ_BUDGET, ServerCore, invoke};
 
 impl ServerCore {
-    pub(super) fn read_ready(&mut self, reactor: &mut Reactor, key: u32, drain_fully: bool) {
+    pub(super) fn read_ready(&mut self, lp: &mut LoopHandle, key: u32, drain_fully: bool) {
         let mut budget = READ_BUDGET;
         loop {
             let Some(conn) = self.net.conns.get_mut(key as usize) else {
@@ -30,9 +41,9 @@ impl ServerCore {
             };
             let short = n < self.read_buf.len() && conn.stream.short_read_drains();
             if conn.phase == Phase::Handshake {
-                self.handshake_input(reactor, key, n);
+                self.handshake_input(lp, key, n);
             } else {
-                self.frame_input(reactor, key, Some(n));
+                self.frame_input(lp, key, Some(n));
             }
             // Replies to this read go out now, in one write, rather than at
             // the end of the turn: the output buffer is then free to be lent
@@ -46,7 +57,7 @@ impl ServerCore {
                 self.resume.push(key);
                 // Make the next poll return at once so this connection is
                 // read again after the others had their turn.
-                reactor.defer(|_| {});
+                lp.defer(|_| {});
                 return;
             }
         }
@@ -66,7 +77,7 @@ impl ServerCore {
             .doom(key, CloseReason::Io(io::ErrorKind::UnexpectedEof));
     }
 
-    fn handshake_input(&mut self, reactor: &mut Reactor, key: u32, n: usize) {
+    fn handshake_input(&mut self, lp: &mut LoopHandle, key: u32, n: usize) {
         let max_request = self.net.config.max_request_size;
         let conn = &mut self.net.conns[key as usize];
         lend_out(&mut self.net.spare_out, conn);
@@ -118,7 +129,6 @@ impl ServerCore {
                 conn.phase = Phase::Open;
                 conn.component = component as u32;
                 conn.since = self.net.now;
-                conn.flags |= flag::OPENED;
                 let id = ConnId {
                     key,
                     generation: conn.generation,
@@ -136,9 +146,7 @@ impl ServerCore {
                     );
                 }
                 self.net.mark_dirty(key);
-                self.call(reactor, component as u32, Some(key), |c, ctx| {
-                    c.on_open(ctx, id)
-                });
+                self.open(lp, component as u32, key, id);
                 // Frames the client sent right behind its request.
                 let has_input = self
                     .net
@@ -146,7 +154,7 @@ impl ServerCore {
                     .get(key as usize)
                     .is_some_and(|c| !c.input.is_empty());
                 if has_input {
-                    self.frame_input(reactor, key, None);
+                    self.frame_input(lp, key, None);
                 }
             }
         }
@@ -154,13 +162,15 @@ impl ServerCore {
 
     /// Decodes and dispatches frames: the bytes just read into the shared
     /// buffer (`fresh`), after whatever the connection kept from before.
-    fn frame_input(&mut self, reactor: &mut Reactor, key: u32, fresh: Option<usize>) {
+    fn frame_input(&mut self, lp: &mut LoopHandle, key: u32, fresh: Option<usize>) {
         let ServerCore {
             net,
-            components,
+            routes,
             read_buf,
+            server,
             ..
         } = self;
+        let server = *server;
         let conn = &mut net.conns[key as usize];
         if conn.phase == Phase::Open {
             conn.since = net.now;
@@ -171,7 +181,7 @@ impl ServerCore {
             key,
             generation: conn.generation,
         };
-        let component = conn.component;
+        let (component, session) = (conn.component, conn.session);
         let mut input = std::mem::take(&mut conn.input);
         let mut decoder = std::mem::take(&mut conn.decoder);
         let limits = Limits {
@@ -200,13 +210,15 @@ impl ServerCore {
             match decoder.decode(buf, &mut pos, limits) {
                 Ok(None) => break,
                 Ok(Some(Incoming::Text(text))) if phase == Phase::Open => {
-                    invoke(components, net, reactor, component, Some(key), |c, ctx| {
-                        c.on_message(ctx, id, Message::Text(text))
+                    let message = Message::Text(text);
+                    invoke(routes, net, lp, server, component, Some(key), |c, env| {
+                        c.message(env, id, session, message)
                     });
                 }
                 Ok(Some(Incoming::Binary(bytes))) if phase == Phase::Open => {
-                    invoke(components, net, reactor, component, Some(key), |c, ctx| {
-                        c.on_message(ctx, id, Message::Binary(bytes))
+                    let message = Message::Binary(bytes);
+                    invoke(routes, net, lp, server, component, Some(key), |c, env| {
+                        c.message(env, id, session, message)
                     });
                 }
                 // After our close frame, data is read and dropped (RFC 6455 §1.4).
@@ -241,6 +253,23 @@ impl ServerCore {
         }
         conn.input = input;
         conn.decoder = decoder;
+    }
+}
+
+impl ServerCore {
+    /// `on_open`: the session it returns is stored and the connection owes
+    /// `on_close` from now on. If it panics there is no session, so the
+    /// connection is failed with 1011 and gets no further callbacks.
+    fn open(&mut self, lp: &mut LoopHandle, component: u32, key: u32, id: ConnId) {
+        let mut opened = None;
+        self.call(lp, component, Some(key), |c, env| {
+            opened = Some(c.open(env, id)?);
+            Ok(())
+        });
+        if let (Some(session), Some(conn)) = (opened, self.net.conns.get_mut(key as usize)) {
+            conn.session = session;
+            conn.flags |= flag::OPENED;
+        }
     }
 }
 

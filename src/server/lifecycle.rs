@@ -1,12 +1,22 @@
 //! Time and endings: the periodic sweep (timeouts, pings, idle buffers) and
 //! graceful shutdown.
 
-use super::*;
+use std::io;
+
+use log::{debug, warn};
+
+use crate::close::CloseReason;
+use crate::connection::{Phase, flag};
+use crate::error::{Error, Limit};
+use crate::frame::close_code;
+use crate::reactor::LoopHandle;
+
+use super::ServerCore;
 
 impl ServerCore {
     /// Timeouts: slow handshakes, idle connections (ping, then close), and
     /// close handshakes the peer never finishes.
-    pub(super) fn sweep(&mut self, reactor: &mut Reactor) {
+    pub(super) fn sweep(&mut self, lp: &mut LoopHandle) {
         // Timers fire after the turn's dispatch, so the turn's clock is stale.
         self.net.tick(std::time::Instant::now());
         let config = &self.net.config;
@@ -65,17 +75,15 @@ impl ServerCore {
                 }
             }
         }
-        self.settle(reactor);
+        self.settle(lp);
     }
 
     /// A graceful stop: no new connections, 1001 to everyone, and the loop
     /// held until every close handshake finished.
-    pub(super) fn shutdown(&mut self, reactor: &mut Reactor) {
-        self.net.tick(reactor.now());
+    pub(super) fn shutdown(&mut self, lp: &mut LoopHandle) {
+        self.net.tick(lp.now());
         self.net.shutting_down = true;
-        if let Some(mut listener) = self.listener.take() {
-            let _ = reactor.registry().deregister(&mut listener);
-        }
+        self.acceptor.close(lp.registry());
         let keys: Vec<u32> = self.net.conns.iter().map(|(k, _)| k as u32).collect();
         for key in keys {
             let Some(id) = self.net.id(key) else { continue };
@@ -90,21 +98,32 @@ impl ServerCore {
                 );
             }
         }
-        if !self.net.conns.is_empty() {
+        if !self.net.conns.is_empty() && !self.holding_stop && lp.is_stopping() {
             self.holding_stop = true;
-            reactor.hold_stop();
+            lp.hold_stop();
         }
-        self.settle(reactor);
+        self.settle(lp);
+    }
+
+    /// Stops this server alone, gracefully: [`ServerCore::shutdown`], and
+    /// the server leaves the loop once its last connection is gone.
+    pub(super) fn leave(&mut self, lp: &mut LoopHandle) {
+        self.leaving = true;
+        self.shutdown(lp);
+        if self.net.conns.is_empty() {
+            log::info!("{} stopped", self.describe());
+            lp.remove(self.server.id);
+        }
     }
 
     /// Drops every remaining connection at once, telling components; for
     /// when the loop has returned and nothing will flush any more.
-    pub(crate) fn close_all_now(&mut self, reactor: &mut Reactor) {
+    pub(crate) fn close_all_now(&mut self, lp: &mut LoopHandle) {
         let keys: Vec<u32> = self.net.conns.iter().map(|(k, _)| k as u32).collect();
         for key in keys {
             self.net.doom(key, CloseReason::Shutdown);
         }
-        self.settle(reactor);
+        self.settle(lp);
     }
 }
 

@@ -1,43 +1,48 @@
-//! The WebSocket server on the reactor: accepting, reading, handshakes,
-//! frames, timeouts and shutdown, and the handles programs keep to it.
+//! The WebSocket server on the loop: accepting, reading, handshakes,
+//! frames, timeouts and shutdown.
 //!
-//! All of a server's sockets report to one reactor handler; the listener has
-//! the handler's plain token and each connection a sub-token carrying its
-//! slab key, so there is no per-connection closure.
+//! The loop owns each server ([`ServerCore`], a [`Handler`] in its slab)
+//! and lends it out for each event, timer and tick: nothing else holds it,
+//! and nothing it holds points back at its owner. All of a server's sockets
+//! report to that one slot: the listener has the slot's plain token and
+//! each connection a sub-token carrying its key in the connection table,
+//! so there is no per-connection closure.
+//!
+//! - `accept.rs`: the listener, the connection limit, running out of
+//!   descriptors.
+//! - `input.rs`: reading, the upgrade, frames dispatched to components.
+//! - `lifecycle.rs`: timeouts, pings, graceful shutdown.
+//! - `routes.rs`: components behind a type-erased trait; how a `Route<C>`
+//!   reaches one.
+//! - `handle.rs`: what [`Server`] and [`ServerHandle`] do.
 
 use std::any::Any;
-use std::cell::RefCell;
-use std::fmt;
-use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use log::{debug, error, warn};
-use mio::Interest;
+use log::{debug, info};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
 
-use crate::component::{CloseReason, Component, ConnId, Message, OwnedMessage};
+use crate::close::CloseReason;
 use crate::config::ServerConfig;
-use crate::connection::{Connection, Net, Pending, Phase, RETAINED_BUFFER, flag, lend_out};
-use crate::context::Context;
-use crate::error::{Error, Limit, Result};
+use crate::connection::{ConnId, Net, Pending, flag};
+use crate::error::{Error, Result};
 use crate::frame::close_code;
-use crate::frame::decode::{Incoming, Limits};
-use crate::handshake::{self, Outcome};
-use crate::reactor::{Handle, PostAction, Reactor, ScheduleError, TimerId, sub_key};
+use crate::guard::Panicked;
+use crate::handles::{AppId, Server};
+use crate::reactor::{Handler, LoopHandle, PostAction, SourceKey, sub_key};
 use crate::router::Router;
-use crate::transport::Transport;
 
 mod accept;
 mod handle;
 mod input;
 mod lifecycle;
+mod routes;
 
-pub use handle::{Server, ServerHandle};
+use accept::Acceptor;
+pub(crate) use routes::{Endpoint, Env, Mounted};
 
 /// The loop's shared read buffer: every connection reads into it, so an idle
 /// connection needs none of its own.
@@ -49,132 +54,109 @@ const READ_BUDGET: usize = 1 << 20;
 /// How many flush/callback rounds one tick runs before yielding to the poll.
 const MAX_SETTLE_ROUNDS: usize = 16;
 
-/// A server's state, owned by an `Rc<RefCell<_>>` that the reactor's
-/// callbacks hold weakly.
+/// A server's state. The loop owns it and lends it to each dispatch.
 pub(crate) struct ServerCore {
-    pub(crate) net: Net,
-    components: Vec<Box<dyn Component>>,
+    net: Net,
+    routes: Vec<Box<dyn Endpoint>>,
     router: Router,
     read_buf: Box<[u8]>,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    acceptor: Acceptor,
+    /// Its own key and address, handed to contexts.
+    server: Server,
     /// Keys whose read budget ran out with data left.
     resume: Vec<u32>,
-    sweep: Option<TimerId>,
-    /// An open file kept in reserve: when accept fails for lack of file
-    /// descriptors, closing it makes room to accept and close the pending
-    /// connection, so the listener does not stay readable forever.
-    reserve_fd: Option<File>,
-    /// A graceful stop waits for this server.
+    /// A graceful stop of the loop waits for this server.
     holding_stop: bool,
-    refused: u64,
-    /// Set for `wss://`: every accepted socket starts a TLS session.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// [`Server::stop`] was called: leave the loop once every connection is gone.
+    leaving: bool,
 }
 
 impl ServerCore {
-    /// Starts serving `listener` on `reactor`.
+    /// Starts serving `listener` on the loop.
     pub(crate) fn start(
-        reactor: &mut Reactor,
+        lp: &mut LoopHandle,
         mut listener: TcpListener,
         router: Router,
-        components: Vec<Box<dyn Component>>,
+        routes: Vec<Box<dyn Endpoint>>,
         config: ServerConfig,
         tls: Option<Arc<rustls::ServerConfig>>,
+        app: AppId,
     ) -> Result<Server> {
         config.validate()?;
         let local_addr = listener.local_addr()?;
-        let core = Rc::new_cyclic(|this: &Weak<RefCell<ServerCore>>| {
-            let weak = this.clone();
-            let handler = reactor.insert_handler(move |event, reactor| match weak.upgrade() {
-                Some(core) => match core.try_borrow_mut() {
-                    Ok(mut core) => {
-                        core.ready(reactor, event);
-                        PostAction::Continue
-                    }
-                    Err(_) => {
-                        error!("server busy while its socket became ready; event dropped");
-                        PostAction::Continue
-                    }
-                },
-                None => PostAction::Remove,
-            });
-            let service = reactor.add_service(this.clone() as Weak<dyn Any>);
-            let mut net = Net::new(config, handler, this.clone(), service, local_addr);
+        let sweep_every = config.sweep_interval();
+        let key = lp.insert_with(|id, registry| {
+            registry.register(&mut listener, id.token(), Interest::READABLE)?;
+            let mut net = Net::new(config, id);
             // Reserve the table for every connection the config allows: the
             // untouched part costs address space, not memory, and the table
             // never doubles (which would leave half of it resident and idle).
             net.conns.reserve(net.config.max_connections.min(1 << 20));
-            RefCell::new(ServerCore {
+            Ok(ServerCore {
                 net,
-                components,
+                routes,
                 router,
                 read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
-                listener: None,
-                local_addr,
+                acceptor: Acceptor::new(listener, tls),
+                server: Server {
+                    id,
+                    local_addr,
+                    app,
+                },
                 resume: Vec::new(),
-                sweep: None,
-                reserve_fd: File::open("/dev/null").ok(),
                 holding_stop: false,
-                refused: 0,
-                tls,
+                leaving: false,
             })
+        })?;
+        lp.name_slot(app.0, key.id());
+        arm_sweep(lp, key, sweep_every);
+        lp.add_tick_hook(move |lp| lp.with_source(key, |core, lp| core.end_of_turn(lp)));
+        lp.add_stop_hook(move |lp| {
+            lp.with_source(key, |core, lp| core.shutdown(lp));
         });
-        let handler = core.borrow().net.handler;
-        reactor
-            .registry()
-            .register(&mut listener, handler.token(), Interest::READABLE)?;
-        let sweep_every = core.borrow().net.config.sweep_interval();
-        let weak = Rc::downgrade(&core);
-        let sweep = reactor.add_periodic(sweep_every, move |reactor| {
-            with_core(&weak, |core| core.sweep(reactor));
-        });
-        let weak = Rc::downgrade(&core);
-        reactor.add_tick_hook(move |reactor| {
-            with_core(&weak, |core| core.end_of_turn(reactor));
-        });
-        let weak = Rc::downgrade(&core);
-        reactor.add_stop_hook(move |reactor| {
-            with_core(&weak, |core| core.shutdown(reactor));
-        });
-        {
-            let mut c = core.borrow_mut();
-            c.listener = Some(listener);
-            c.sweep = Some(sweep);
-        }
-        let service = core.borrow().net.service;
-        Ok(Server::new(core, local_addr, service))
+        Ok(Server {
+            id: key.id(),
+            local_addr,
+            app,
+        })
     }
 
-    fn ready(&mut self, reactor: &mut Reactor, event: &Event) {
-        self.net.tick(reactor.now());
+    fn ready(&mut self, lp: &mut LoopHandle, event: &Event) {
+        self.net.tick(lp.now());
         match sub_key(event.token()) {
-            None => self.accept(reactor),
+            None => {
+                if let Err(e) = self.acceptor.accept_all(&mut self.net, lp.registry()) {
+                    log::error!("{}: the listener failed ({e}); stopping", self.describe());
+                    self.leave(lp);
+                }
+            }
             Some(key) => {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     let drain_fully = event.is_read_closed() || event.is_error();
-                    self.read_ready(reactor, key, drain_fully);
+                    self.read_ready(lp, key, drain_fully);
                 }
                 if event.is_writable() {
                     self.net.flush(key);
                 }
             }
         }
-        self.settle(reactor);
+        self.settle(lp);
     }
 
-    /// Calls a component with panic isolation.
+    /// Calls route `component`'s endpoint; a panic fails connection `key`
+    /// (when the call was about one) with 1011.
     fn call(
         &mut self,
-        reactor: &mut Reactor,
+        lp: &mut LoopHandle,
         component: u32,
         key: Option<u32>,
-        f: impl FnOnce(&mut dyn Component, &mut Context<'_>),
+        f: impl FnOnce(&mut dyn Endpoint, Env<'_>) -> Result<(), Panicked>,
     ) {
         invoke(
-            &mut self.components,
+            &mut self.routes,
             &mut self.net,
-            reactor,
+            lp,
+            self.server,
             component,
             key,
             f,
@@ -183,10 +165,10 @@ impl ServerCore {
 
     /// Drops doomed connections and delivers owed callbacks until none are
     /// left.
-    pub(crate) fn settle(&mut self, reactor: &mut Reactor) {
+    pub(crate) fn settle(&mut self, lp: &mut LoopHandle) {
         loop {
             if let Some(key) = self.net.doomed.pop() {
-                self.finish(reactor, key);
+                self.finish(lp, key);
                 continue;
             }
             let Some(pending) = self.net.pending.pop_front() else {
@@ -196,31 +178,32 @@ impl ServerCore {
                 Pending::Error {
                     conn,
                     component,
+                    session,
                     error,
-                } => self.call(reactor, component, None, |c, ctx| {
-                    c.on_error(ctx, conn, &error)
+                } => self.call(lp, component, None, |c, env| {
+                    c.error(env, conn, session, &error)
                 }),
                 Pending::Close {
                     conn,
                     component,
+                    session,
                     reason,
-                } => self.call(reactor, component, None, |c, ctx| {
-                    c.on_close(ctx, conn, &reason)
+                } => self.call(lp, component, None, |c, env| {
+                    c.close(env, conn, session, &reason)
                 }),
-                Pending::Drain { conn, component } => {
-                    self.call(reactor, component, Some(conn.key), |c, ctx| {
-                        c.on_drain(ctx, conn)
-                    })
-                }
-                Pending::Timer { component, timer } => {
-                    self.call(reactor, component, None, |c, ctx| c.on_timer(ctx, timer))
-                }
+                Pending::Drain {
+                    conn,
+                    component,
+                    session,
+                } => self.call(lp, component, Some(conn.key), |c, env| {
+                    c.drain(env, conn, session)
+                }),
             }
         }
     }
 
     /// Drops a connection: deregisters it, and owes `on_close` if it opened.
-    fn finish(&mut self, reactor: &mut Reactor, key: u32) {
+    fn finish(&mut self, lp: &mut LoopHandle, key: u32) {
         // No explicit deregister: closing the descriptor (when `conn` drops
         // below) takes it out of the epoll set, since it is never duplicated.
         // That is one epoll_ctl fewer per connection.
@@ -239,23 +222,32 @@ impl ServerCore {
             self.net.pending.push_back(Pending::Close {
                 conn: id,
                 component: conn.component,
+                session: conn.session,
                 reason,
             });
         }
-        if self.holding_stop && self.net.conns.is_empty() {
-            self.holding_stop = false;
-            reactor.release_stop();
+        if self.net.conns.is_empty() {
+            if self.holding_stop {
+                self.holding_stop = false;
+                lp.release_stop();
+            }
+            if self.leaving {
+                // Deliver the last on_close calls before the server goes.
+                self.settle(lp);
+                info!("{} stopped", self.describe());
+                lp.remove(self.server.id);
+            }
         }
     }
 
     /// Flushes every connection with output, and delivers what that causes.
-    fn end_of_turn(&mut self, reactor: &mut Reactor) {
-        self.net.tick(reactor.now());
+    fn end_of_turn(&mut self, lp: &mut LoopHandle) {
+        self.net.tick(lp.now());
         for key in std::mem::take(&mut self.resume) {
-            self.read_ready(reactor, key, false);
+            self.read_ready(lp, key, false);
         }
         for _ in 0..MAX_SETTLE_ROUNDS {
-            self.settle(reactor);
+            self.settle(lp);
             if self.net.dirty.is_empty() {
                 return;
             }
@@ -266,57 +258,81 @@ impl ServerCore {
             }
         }
         // Callbacks keep producing output: come back right after the poll.
-        self.settle(reactor);
-        reactor.defer(|_| {});
+        self.settle(lp);
+        lp.defer(|_| {});
+    }
+
+    fn describe(&self) -> String {
+        format!("the server on {}", self.server.local_addr)
     }
 }
 
-/// Runs `f` on the server behind `weak`, unless it is gone or busy.
-fn with_core(weak: &Weak<RefCell<ServerCore>>, f: impl FnOnce(&mut ServerCore)) {
-    if let Some(core) = weak.upgrade() {
-        match core.try_borrow_mut() {
-            Ok(mut core) => f(&mut core),
-            Err(_) => error!("server busy in a callback; reactor task skipped"),
+impl Handler for ServerCore {
+    fn ready(&mut self, event: &Event, lp: &mut LoopHandle) -> PostAction {
+        ServerCore::ready(self, lp, event);
+        PostAction::Continue
+    }
+
+    fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a server manages its own registrations",
+        ))
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        // Connections leave the poll when their sockets close, as they drop.
+        self.acceptor.close(registry);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        ServerCore::describe(self)
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Sweeps every `every` while the server exists (a one-shot timer that
+/// re-arms itself, so it ends with the server).
+fn arm_sweep(lp: &mut LoopHandle, key: SourceKey<ServerCore>, every: std::time::Duration) {
+    lp.add_timer(every, move |lp| {
+        if lp.with_source(key, |core, lp| core.sweep(lp)) {
+            arm_sweep(lp, key, every);
         }
-    }
+    });
 }
 
-/// Calls component `component` with a fresh context; a panic is logged and,
-/// when the call was about connection `key`, fails it with 1011.
+/// Calls route `component`'s endpoint with an [`Env`]; a panic (already
+/// logged by the guard) fails connection `key`, when the call was about
+/// one, with 1011.
 pub(crate) fn invoke(
-    components: &mut [Box<dyn Component>],
+    routes: &mut [Box<dyn Endpoint>],
     net: &mut Net,
-    reactor: &mut Reactor,
+    lp: &mut LoopHandle,
+    server: Server,
     component: u32,
     key: Option<u32>,
-    f: impl FnOnce(&mut dyn Component, &mut Context<'_>),
+    f: impl FnOnce(&mut dyn Endpoint, Env<'_>) -> Result<(), Panicked>,
 ) {
-    let Some(target) = components.get_mut(component as usize) else {
+    let Some(endpoint) = routes.get_mut(component as usize) else {
         return;
     };
-    let mut ctx = Context::new(net, reactor, Some(component));
-    let result = catch_unwind(AssertUnwindSafe(|| f(&mut **target, &mut ctx)));
-    if let Err(payload) = result {
-        let message = panic_message(&*payload);
-        error!("component {component} panicked: {message}");
-        if let Some(key) = key {
-            net.fail(
-                key,
-                close_code::INTERNAL_ERROR,
-                "internal error",
-                CloseReason::Panic,
-                Some(Error::Panic(message)),
-            );
-        }
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
+    let env = Env {
+        net: &mut *net,
+        lp,
+        server,
+        index: component,
+    };
+    if let (Err(Panicked(message)), Some(key)) = (f(&mut **endpoint, env), key) {
+        net.fail(
+            key,
+            close_code::INTERNAL_ERROR,
+            "internal error",
+            CloseReason::Panic,
+            Some(Error::Panic(message)),
+        );
     }
 }

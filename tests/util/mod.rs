@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pawl::reactor::{Handle, Reactor};
+use pawl::reactor::{Handle, LoopHandle, Reactor};
 use pawl::{App, CloseReason, Component, ConnId, Context, Message, OwnedMessage, ServerHandle};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -53,18 +53,37 @@ impl TestServer {
     }
 
     /// Like [`TestServer::start`], then runs `setup` on the loop thread
-    /// before the loop turns (to register sources or timers of its own).
+    /// before the loop turns (to register sources or timers of its own, or
+    /// to reach the server through its key).
     #[track_caller]
     pub fn start_with(
         build: impl FnOnce() -> App + Send + 'static,
-        setup: impl FnOnce(&mut Reactor, &pawl::Server) + Send + 'static,
+        setup: impl FnOnce(&mut LoopHandle, &pawl::Server) + Send + 'static,
+    ) -> TestServer {
+        TestServer::spawn(move |_| build(), setup)
+    }
+
+    /// Starts the app `build` returns, building it on the loop thread with
+    /// the loop at hand, for apps that register sources or timers of their
+    /// own while they are put together (the chat's `setup::mount`).
+    #[track_caller]
+    pub fn start_on_loop(
+        build: impl FnOnce(&mut LoopHandle) -> App + Send + 'static,
+    ) -> TestServer {
+        TestServer::spawn(build, |_, _| {})
+    }
+
+    #[track_caller]
+    fn spawn(
+        build: impl FnOnce(&mut LoopHandle) -> App + Send + 'static,
+        setup: impl FnOnce(&mut LoopHandle, &pawl::Server) + Send + 'static,
     ) -> TestServer {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("pawl-reactor".into())
             .spawn(move || {
                 let mut reactor = Reactor::new().expect("reactor");
-                let server = build().listen(&mut reactor).expect("listen");
+                let server = build(&mut reactor).listen(&mut reactor).expect("listen");
                 setup(&mut reactor, &server);
                 let handles = (
                     server.local_addr(),
@@ -73,7 +92,7 @@ impl TestServer {
                 );
                 tx.send(handles).expect("test thread waits");
                 reactor.run().expect("reactor run");
-                server.close_all_now(&mut reactor).expect("close after run");
+                server.close_all_now(&mut reactor);
             })
             .expect("spawn reactor thread");
         let (addr, reactor, server) = rx
@@ -179,14 +198,24 @@ impl Recorder {
 }
 
 impl Component for Recorder {
-    fn on_open(&mut self, _: &mut Context<'_>, conn: ConnId) {
+    type Session = ();
+
+    fn on_open(&mut self, _: &mut Context<'_, Self>, conn: ConnId) {
         let _ = self.events.send(Seen::Open(conn));
     }
-    fn on_message(&mut self, ctx: &mut Context<'_>, conn: ConnId, message: Message<'_>) {
+    fn on_message(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut (),
+        message: Message<'_>,
+    ) {
         if let Message::Text(command) = message {
             if let Some(args) = command.strip_prefix("close ") {
                 let (code, reason) = args.split_once(' ').unwrap_or((args, ""));
-                ctx.close(conn, code.parse().expect("close code"), reason);
+                let code = code.parse().expect("close code");
+                let code = pawl::CloseCode::new(code).expect("a code a server may send");
+                ctx.close(conn, code, reason);
             } else if self.echo {
                 let _ = ctx.send(conn, message);
             }
@@ -195,13 +224,19 @@ impl Component for Recorder {
         }
         let _ = self.events.send(Seen::Message(conn, message.to_owned()));
     }
-    fn on_error(&mut self, _: &mut Context<'_>, conn: ConnId, error: &pawl::Error) {
+    fn on_error(
+        &mut self,
+        _: &mut Context<'_, Self>,
+        conn: ConnId,
+        _: &mut (),
+        error: &pawl::Error,
+    ) {
         let _ = self.events.send(Seen::Error(conn, error.to_string()));
     }
-    fn on_close(&mut self, _: &mut Context<'_>, conn: ConnId, reason: &CloseReason) {
+    fn on_close(&mut self, _: &mut Context<'_, Self>, conn: ConnId, _: (), reason: &CloseReason) {
         let _ = self.events.send(Seen::Close(conn, reason.clone()));
     }
-    fn on_drain(&mut self, _: &mut Context<'_>, conn: ConnId) {
+    fn on_drain(&mut self, _: &mut Context<'_, Self>, conn: ConnId, _: &mut ()) {
         let _ = self.events.send(Seen::Drain(conn));
     }
 }
@@ -581,11 +616,26 @@ pub fn upgrade_request(path: &str, extra: &[&str]) -> String {
     request
 }
 
-/// A masked client frame (`fin`, `opcode`, payload) in wire format.
+/// A masked client frame (`fin`, `opcode`, payload) in wire format, built
+/// here byte by byte (RFC 6455 §5.2) so the tests do not trust the
+/// library's own encoder.
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let first = if fin { 0x80 } else { 0 } | opcode;
-    pawl::frame::encode::masked(&mut out, first, payload, [0x37, 0xfa, 0x21, 0x3d]);
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(if fin { 0x80 } else { 0 } | (opcode & 0x0f));
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
     out
 }
 
@@ -628,6 +678,18 @@ pub fn close_code_of(payload: &[u8]) -> u16 {
 // The pawl binary as a child process
 // ---------------------------------------------------------------------------
 
+/// The `pawl` binary. Cargo names it only to the tests of `pawl-server`,
+/// the package that owns it (server/tests/ include this file); the
+/// library's own tests compile this helper but never start it.
+#[allow(
+    clippy::option_env_unwrap,
+    reason = "a root test that reached this is a test in the wrong package"
+)]
+fn pawl_binary() -> &'static str {
+    option_env!("CARGO_BIN_EXE_pawl")
+        .expect("only the tests in server/tests/ can start the pawl binary")
+}
+
 /// A running `pawl` binary, killed if the test fails before it exits.
 pub struct Pawl {
     pub child: Child,
@@ -645,7 +707,7 @@ impl Pawl {
             let addr = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("a free port");
-            let mut command = Command::new(env!("CARGO_BIN_EXE_pawl"));
+            let mut command = Command::new(pawl_binary());
             command
                 .args(["--bind", &addr.to_string(), "--log-level", "warn"])
                 .args(args)

@@ -1,12 +1,24 @@
 //! A connection's life: connect, `AUTH`/`SELECT`, ready, the queue while
 //! disconnected, and what happens to commands when the connection ends.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, trace, warn};
+use mio::Interest;
+use mio::net::TcpStream;
+
+use super::{
+    Delivery, InFlight, Inner, Kind, Lost, Queued, Reply, ReplyTo, SUBSCRIBE_BATCH, State, Timer,
+    fail,
+};
+use crate::reactor::{LoopHandle, TimerId};
+use crate::redis::resp::encode_command;
+use crate::redis::{OverflowPolicy, RedisError};
 
 impl Inner {
     pub(super) fn add_timer(
         &self,
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         after: Duration,
         timer: Timer,
     ) -> TimerId {
@@ -66,7 +78,7 @@ impl Inner {
     }
 
     /// Starts a non-blocking connect to the next address.
-    pub(super) fn connect(&mut self, reactor: &mut Reactor) {
+    pub(super) fn connect(&mut self, reactor: &mut LoopHandle) {
         let addr = self.addrs[self.next_addr % self.addrs.len()];
         self.next_addr = self.next_addr.wrapping_add(1);
         // `sub_token` needs room for `sub + 1`.
@@ -99,7 +111,7 @@ impl Inner {
     }
 
     /// TCP is up: send `AUTH`/`SELECT`, or go straight to ready.
-    pub(super) fn connected(&mut self, reactor: &mut Reactor, deliveries: &mut Vec<Delivery>) {
+    pub(super) fn connected(&mut self, reactor: &mut LoopHandle, deliveries: &mut Vec<Delivery>) {
         if let Some(stream) = &self.stream {
             // Small commands must not wait for Nagle.
             let _ = stream.set_nodelay(true);
@@ -136,7 +148,11 @@ impl Inner {
 
     /// Past `AUTH`/`SELECT`: hand the queue to the socket, resubscribe, and
     /// tell the `on_connect` callbacks.
-    pub(super) fn become_ready(&mut self, reactor: &mut Reactor, deliveries: &mut Vec<Delivery>) {
+    pub(super) fn become_ready(
+        &mut self,
+        reactor: &mut LoopHandle,
+        deliveries: &mut Vec<Delivery>,
+    ) {
         self.state = State::Ready;
         if let Some(timer) = self.connect_timer.take() {
             reactor.cancel_timer(timer);
@@ -185,7 +201,7 @@ impl Inner {
         deliveries.extend(self.on_connect.iter().cloned().map(Delivery::Connected));
     }
 
-    pub(super) fn arm_command_timer(&mut self, reactor: &mut Reactor) {
+    pub(super) fn arm_command_timer(&mut self, reactor: &mut LoopHandle) {
         let Some(timeout) = self.config.command_timeout else {
             return;
         };
@@ -203,7 +219,7 @@ impl Inner {
     /// unless the client is closing.
     pub(super) fn disconnect(
         &mut self,
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         lost: Lost,
         deliveries: &mut Vec<Delivery>,
     ) {

@@ -22,27 +22,28 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, trace, warn};
+use log::{debug, warn};
 use mio::event::Event;
 use mio::net::TcpStream;
 
 use super::resp::{Parser, encode_command};
 use super::subscriber::MessageCallback;
-use super::{OverflowPolicy, RedisConfig, RedisError, RedisUrl, Value};
-use crate::reactor::{Handle, Interest, PostAction, Reactor, SourceId, TimerId, sub_key};
+use super::{RedisConfig, RedisError, RedisUrl, Value};
+use crate::guard;
+use crate::reactor::{Handle, LoopHandle, PostAction, SourceId, TimerId, sub_key};
 
 mod lifecycle;
 mod socket;
 
 /// A command's reply callback.
-pub(crate) type Callback = Box<dyn FnOnce(&mut Reactor, Result<Value, RedisError>)>;
+pub(crate) type Callback = Box<dyn FnOnce(&mut LoopHandle, Result<Value, RedisError>)>;
 
-type ConnectCallback = Rc<RefCell<Box<dyn FnMut(&mut Reactor)>>>;
+type ConnectCallback = Rc<RefCell<Box<dyn FnMut(&mut LoopHandle)>>>;
 type SharedMessageCallback = Rc<RefCell<MessageCallback>>;
 
 /// Where a command's reply goes.
@@ -235,7 +236,7 @@ impl Conn {
     /// Resolves the address, installs the handler and tick hook, and starts
     /// the first connect.
     pub(crate) fn start(
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         url: RedisUrl,
         config: RedisConfig,
         kind: Kind,
@@ -295,10 +296,12 @@ impl Conn {
         // The hook outlives a dropped client as a no-op: the reactor has no
         // way to remove tick hooks, and a dead `Weak` costs one check a turn.
         let weak = Rc::downgrade(&conn);
-        reactor.add_tick_hook(move |reactor| {
-            if let Some(conn) = weak.upgrade() {
+        reactor.add_tick_hook(move |reactor| match weak.upgrade() {
+            Some(conn) => {
                 conn.on_tick(reactor);
+                true
             }
+            None => false,
         });
         conn.inner.borrow_mut().connect(reactor);
         Ok(conn)
@@ -339,7 +342,7 @@ impl Conn {
         inner.queue.len() + inner.in_flight.len()
     }
 
-    pub(crate) fn on_connect(&self, callback: Box<dyn FnMut(&mut Reactor)>) {
+    pub(crate) fn on_connect(&self, callback: Box<dyn FnMut(&mut LoopHandle)>) {
         self.inner
             .borrow_mut()
             .on_connect
@@ -347,7 +350,7 @@ impl Conn {
     }
 
     /// Closes for good; callbacks run on the next turn.
-    pub(crate) fn close(&self, reactor: &mut Reactor) {
+    pub(crate) fn close(&self, reactor: &mut LoopHandle) {
         let mut deliveries = Vec::new();
         {
             let mut inner = self.inner.borrow_mut();
@@ -405,7 +408,7 @@ impl Conn {
         }
     }
 
-    fn on_event(&self, event: &Event, reactor: &mut Reactor) {
+    fn on_event(&self, event: &Event, reactor: &mut LoopHandle) {
         let mut deliveries = Vec::new();
         {
             let mut inner = self.inner.borrow_mut();
@@ -417,7 +420,7 @@ impl Conn {
     }
 
     /// Goes on reading where a read budget stopped.
-    fn resume(&self, reactor: &mut Reactor, generation: u32) {
+    fn resume(&self, reactor: &mut LoopHandle, generation: u32) {
         let mut deliveries = Vec::new();
         {
             let mut inner = self.inner.borrow_mut();
@@ -430,7 +433,7 @@ impl Conn {
 
     /// End of every turn: write what the turn buffered, report deferred
     /// failures, keep the command timer armed.
-    fn on_tick(&self, reactor: &mut Reactor) {
+    fn on_tick(&self, reactor: &mut LoopHandle) {
         let mut deliveries = Vec::new();
         {
             let mut inner = self.inner.borrow_mut();
@@ -456,7 +459,7 @@ impl Conn {
         run(deliveries, reactor);
     }
 
-    fn on_timer(&self, reactor: &mut Reactor, timer: Timer) {
+    fn on_timer(&self, reactor: &mut LoopHandle, timer: Timer) {
         let mut deliveries = Vec::new();
         {
             let mut inner = self.inner.borrow_mut();
@@ -541,11 +544,16 @@ fn push(peer: &str, subs: &Subscriptions, value: Value, deliveries: &mut Vec<Del
     }
 }
 
-/// Runs callbacks collected while the state was borrowed.
-fn run(deliveries: Vec<Delivery>, reactor: &mut Reactor) {
+/// Runs callbacks collected while the state was borrowed, each inside the
+/// loop's guard: a panicking callback is logged and the client goes on.
+fn run(deliveries: Vec<Delivery>, reactor: &mut LoopHandle) {
     for delivery in deliveries {
-        match delivery {
+        let _ = guard::call(&"a Redis callback", || match delivery {
             Delivery::Reply(callback, result) => callback(reactor, result),
+            // A callback never runs inside another delivery of the same
+            // connection (deliveries run after the state is released, one
+            // at a time), so these borrows cannot fail; a message is only
+            // dropped, with a line, if that ever changed.
             Delivery::Message(callback, channel, payload) => match callback.try_borrow_mut() {
                 Ok(mut callback) => callback(reactor, &channel, &payload),
                 Err(_) => warn!("redis: message callback re-entered; message dropped"),
@@ -554,6 +562,6 @@ fn run(deliveries: Vec<Delivery>, reactor: &mut Reactor) {
                 Ok(mut callback) => callback(reactor),
                 Err(_) => warn!("redis: on_connect callback re-entered"),
             },
-        }
+        });
     }
 }

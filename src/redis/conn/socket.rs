@@ -1,11 +1,20 @@
 //! Socket I/O of a connection: connect completion, reading and parsing
 //! replies, writing the output buffer.
 
-use super::*;
+use std::io::{self, Read, Write};
+
+use log::{trace, warn};
+use mio::Interest;
+
+use super::{
+    COMPACT_AT, Delivery, Inner, Kind, Lost, READ_BUDGET, READ_CHUNK, Reply, ReplyTo, State, push,
+};
+use crate::reactor::LoopHandle;
+use crate::redis::{RedisError, Value};
 
 impl Inner {
     /// Handles readiness of the current stream.
-    pub(super) fn ready(&mut self, reactor: &mut Reactor, deliveries: &mut Vec<Delivery>) {
+    pub(super) fn ready(&mut self, reactor: &mut LoopHandle, deliveries: &mut Vec<Delivery>) {
         if self.state == State::Connecting {
             match self.check_connected() {
                 Ok(false) => return,
@@ -43,7 +52,7 @@ impl Inner {
     /// handling every complete reply.
     pub(super) fn read(
         &mut self,
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         deliveries: &mut Vec<Delivery>,
     ) -> Result<(), Lost> {
         for _ in 0..READ_BUDGET {
@@ -81,7 +90,7 @@ impl Inner {
 
     pub(super) fn parse_replies(
         &mut self,
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         deliveries: &mut Vec<Delivery>,
     ) -> Result<(), Lost> {
         let mut used = 0;
@@ -105,7 +114,7 @@ impl Inner {
     pub(super) fn on_reply(
         &mut self,
         value: Value,
-        reactor: &mut Reactor,
+        reactor: &mut LoopHandle,
         deliveries: &mut Vec<Delivery>,
     ) -> Result<(), Lost> {
         if self.in_flight.is_empty() {
@@ -147,7 +156,7 @@ impl Inner {
 
     /// Writes the output buffer until it is empty or the socket is full, and
     /// asks for WRITABLE only while output is left.
-    pub(super) fn flush(&mut self, reactor: &mut Reactor) -> Result<(), Lost> {
+    pub(super) fn flush(&mut self, reactor: &mut LoopHandle) -> Result<(), Lost> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };

@@ -1,0 +1,234 @@
+//! What other nodes tell this one (see [`cluster`](super::cluster)):
+//! their users' messages, DMs and profiles, delivered to the connections
+//! here, and who is online on each node, from their events and from their
+//! presence keys.
+
+use std::collections::HashSet;
+
+use log::{debug, info};
+use pawl::Context;
+
+use super::cluster::{Envelope, Event, Present, Snapshot, clean};
+use super::protocol::{DirectMessage, ServerMessage, User};
+use super::room::Room;
+use super::{Chat, RoomEntry};
+
+impl Chat {
+    /// The room's entry, created (and its load from the store started)
+    /// if this node has not used it yet.
+    pub(super) fn ensure_room(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        name: &str,
+    ) -> &mut RoomEntry {
+        let Chat {
+            rooms,
+            store,
+            config,
+            ..
+        } = self;
+        rooms.entry(name.to_owned()).or_insert_with(|| RoomEntry {
+            room: Room::new(config.backlog),
+            loading: store.load(ctx, name),
+            waiting: Vec::new(),
+            open: 0,
+        })
+    }
+
+    /// Reads every room from the store again and merges it (after events
+    /// may have been missed).
+    pub fn reload_all(&mut self, ctx: &mut Context<'_, Chat>) {
+        let Chat { rooms, store, .. } = self;
+        for (name, entry) in rooms.iter() {
+            if !entry.loading {
+                store.load(ctx, name);
+            }
+        }
+    }
+
+    /// Something a user on another node did.
+    pub fn remote_event(&mut self, ctx: &mut Context<'_, Chat>, envelope: Envelope) {
+        let Envelope {
+            node,
+            room: room_name,
+            v,
+            event,
+        } = envelope;
+        if v > 0 {
+            let seen = self.versions.entry(node.clone()).or_default();
+            if v <= *seen {
+                return; // a presence key already told us
+            }
+            *seen = v;
+        }
+        if let Event::Reload = event {
+            if self.rooms.get(&room_name).is_some_and(|e| !e.loading) {
+                self.store.load(ctx, &room_name);
+            }
+            return;
+        }
+        let room = &mut self.ensure_room(ctx, &room_name).room;
+        match event {
+            Event::Message { message } => {
+                let json = ServerMessage::Message(&message).to_json();
+                // Live delivery depends only on whether this node has seen
+                // the message: one that arrives after later ids filled the
+                // backlog is too old to keep, but still news to the room.
+                let seen = room.has_message(message.id);
+                room.insert_message(message);
+                if !seen {
+                    ctx.broadcast(room.connections(), json.as_str());
+                }
+            }
+            Event::Dm { dm } => {
+                room.note_id(dm.id);
+                let known = room
+                    .member(&dm.from)
+                    .is_some_and(|m| m.dms.iter().any(|d| d.id == dm.id));
+                if !known {
+                    deliver_dm(ctx, room, &dm);
+                    room.push_dm(&dm);
+                }
+            }
+            Event::Joined { user, token } => {
+                room.add_member(&user.name, &token, user.profile.clone());
+                present(ctx, room, &node, clean(user));
+            }
+            Event::Left { name } => gone(ctx, room, &node, &name),
+            Event::Profile { user } => {
+                let user = clean(user);
+                if let Some(member) = room.member_mut(&user.name)
+                    && member.user != user
+                {
+                    member.user = user.clone();
+                    let json = ServerMessage::Profile { user: &user }.to_json();
+                    ctx.broadcast(room.connections(), json.as_str());
+                }
+            }
+            Event::Reload => {}
+        }
+    }
+
+    /// This node's presence key: who is online here, by room.
+    pub fn snapshot(&self, version: u64) -> Snapshot {
+        let mut snapshot = Snapshot {
+            v: version,
+            ..Snapshot::default()
+        };
+        for (name, entry) in &self.rooms {
+            let here: Vec<Present> = entry
+                .room
+                .members()
+                .filter(|m| !m.conns.is_empty())
+                .map(|m| Present {
+                    user: m.user.clone(),
+                    token: m.token.clone(),
+                })
+                .collect();
+            if !here.is_empty() {
+                snapshot.rooms.insert(name.clone(), here);
+            }
+        }
+        snapshot
+    }
+
+    /// The other nodes' presence keys: each one newer than its events
+    /// replaces what this node believed about it. With `may_drop`, a node
+    /// known here but missing from `nodes` is gone, and so are its users.
+    pub fn apply_presence(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        nodes: Vec<(String, Snapshot)>,
+        may_drop: bool,
+    ) {
+        let live: HashSet<String> = nodes.iter().map(|(id, _)| id.clone()).collect();
+        for (node, snapshot) in nodes {
+            let seen = self.versions.entry(node.clone()).or_default();
+            if snapshot.v < *seen {
+                continue; // its events are newer
+            }
+            *seen = snapshot.v;
+            for (room_name, users) in &snapshot.rooms {
+                let room = &mut self.ensure_room(ctx, room_name).room;
+                for p in users {
+                    room.add_member(&p.user.name, &p.token, p.user.profile.clone());
+                    present(ctx, room, &node, clean(p.user.clone()));
+                }
+            }
+            for (room_name, entry) in self.rooms.iter_mut() {
+                let listed: HashSet<&str> = snapshot
+                    .rooms
+                    .get(room_name)
+                    .map(|users| users.iter().map(|p| p.user.name.as_str()).collect())
+                    .unwrap_or_default();
+                for name in entry.room.remote_names(&node) {
+                    if !listed.contains(name.as_str()) {
+                        gone(ctx, &mut entry.room, &node, &name);
+                    }
+                }
+            }
+        }
+        if !may_drop {
+            return;
+        }
+        let dead: Vec<String> = self
+            .versions
+            .keys()
+            .filter(|id| !live.contains(*id))
+            .cloned()
+            .collect();
+        for node in dead {
+            info!("cluster: node {node} is gone; dropping its users from presence");
+            self.versions.remove(&node);
+            for entry in self.rooms.values_mut() {
+                for name in entry.room.remote_names(&node) {
+                    gone(ctx, &mut entry.room, &node, &name);
+                }
+            }
+        }
+    }
+}
+
+/// `user` is online on `node`: this node's users hear of it if that is
+/// news to them (or of the profile, if that changed).
+fn present(ctx: &mut Context<'_, Chat>, room: &mut Room, node: &str, user: User) {
+    let Some(member) = room.member_mut(&user.name) else {
+        return;
+    };
+    let changed = member.user.profile != user.profile;
+    member.user.profile = user.profile.clone();
+    match room.set_remote(node, &user.name, true) {
+        Some(true) => {
+            debug!("{:?} is online on node {node}", user.name);
+            let json = ServerMessage::Joined { user: &user }.to_json();
+            ctx.broadcast(room.connections(), json.as_str());
+        }
+        _ if changed => {
+            let json = ServerMessage::Profile { user: &user }.to_json();
+            ctx.broadcast(room.connections(), json.as_str());
+        }
+        _ => {}
+    }
+}
+
+/// `name` has no connection left on `node`.
+fn gone(ctx: &mut Context<'_, Chat>, room: &mut Room, node: &str, name: &str) {
+    if room.set_remote(node, name, false) == Some(false) {
+        let json = ServerMessage::Left { name }.to_json();
+        ctx.broadcast(room.connections(), json.as_str());
+    }
+}
+
+/// Sends a DM to every connection here of its sender and its recipient.
+pub(super) fn deliver_dm(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage) {
+    let mut conns = Vec::new();
+    for name in [&dm.from, &dm.to] {
+        if let Some(member) = room.member(name) {
+            conns.extend(member.conns.iter().copied());
+        }
+    }
+    conns.sort();
+    conns.dedup();
+    let json = ServerMessage::Dm(dm).to_json();
+    ctx.broadcast(conns, json.as_str());
+}

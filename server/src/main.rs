@@ -1,0 +1,82 @@
+//! The `pawl` server binary on 127.0.0.1:8080 by default: the chat page at
+//! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast` and
+//! `/echo`.
+//!
+//! ```text
+//! cargo run --release -- --help
+//! cargo run --release -- --redis redis://127.0.0.1:6379
+//! ```
+
+mod broadcast;
+mod cli;
+mod workers;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::{error, info};
+use pawl::Origins;
+use pawl::reactor::Reactor;
+
+use cli::Args;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = simple_logger::SimpleLogger::new()
+        .with_level(args.log_level)
+        .with_utc_timestamps()
+        .init()
+    {
+        eprintln!("pawl: cannot start logging: {e}");
+    }
+    let result = if args.workers > 1 && workers::worker_index().is_none() {
+        supervise(&args)
+    } else {
+        run(&args)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--workers N`: check the flags once here, so a mistake is one error
+/// rather than N workers failing and being restarted forever.
+fn supervise(args: &Args) -> pawl::Result<()> {
+    args.server_config()?;
+    args.tls_config()?;
+    let (host, port) = args.host_port()?;
+    workers::supervise(&host, port, usize::from(args.workers))
+}
+
+fn run(args: &Args) -> pawl::Result<()> {
+    let config = args.server_config()?;
+    let chat_config = args.chat_config()?;
+    let (host, port) = args.host_port()?;
+    let origins = Origins::list(&args.origin);
+    let mut reactor = Reactor::new()?;
+    reactor.stop_on_signals()?;
+    let mut app = workers::app(&host, port)?
+        .config(config)
+        .http("/health", workers::health)
+        .route("/echo", pawl::EchoServer, &origins)
+        .route("/broadcast", broadcast::Broadcast, &origins);
+    if let Some(tls) = args.tls_config()? {
+        app = app.tls(tls);
+    }
+    let (app, _chat) = pawl_chat::setup::mount(
+        app,
+        &mut reactor,
+        chat_config,
+        &args.store_config(),
+        &origins,
+    )?;
+    let server = app.listen(&mut reactor)?;
+    reactor.run()?;
+    server.close_all_now(&mut reactor);
+    info!("pawl stopped");
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! [`Context`]: what a callback can do. It writes straight into buffers
+//! the loop owns; nothing goes through a channel.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::Component;
+use super::session::Sessions;
+use crate::close::{CloseCode, CloseReason};
+use crate::connection::{ConnId, Net, Phase, SendStatus};
+use crate::frame::encode;
+use crate::guard;
+use crate::handles::{Route, Server, ServerHandle};
+use crate::http::HttpRequest;
+use crate::message::{Message, PreparedMessage};
+use crate::reactor::{LoopHandle, TimerId};
+
+/// Handed to every [`Component`] callback as `Context<'_, Self>`, and to
+/// code that reaches a server or a route from outside its callbacks
+/// ([`Server::with`] gives a `Context<'_>` on the whole server): sends,
+/// closes, connection details, sessions, timers, the loop.
+///
+/// Sends are queued into the connection's buffer and written once the
+/// callback returns (replies to a read right after it, everything else at
+/// the end of the loop turn): one `write` per connection for all of it.
+pub struct Context<'a, C = ()> {
+    net: &'a mut Net,
+    lp: &'a mut LoopHandle,
+    server: Server,
+    /// The route whose component this context serves, if any.
+    route: Option<u32>,
+    /// That route's `Sessions<C::Session>`.
+    sessions: Option<&'a mut dyn Any>,
+    _component: PhantomData<fn(&mut C)>,
+}
+
+impl<'a, C> Context<'a, C> {
+    pub(crate) fn new(
+        net: &'a mut Net,
+        lp: &'a mut LoopHandle,
+        server: Server,
+        route: Option<(u32, &'a mut dyn Any)>,
+    ) -> Self {
+        let (route, sessions) = match route {
+            Some((index, sessions)) => (Some(index), Some(sessions)),
+            None => (None, None),
+        };
+        Context {
+            net,
+            lp,
+            server,
+            route,
+            sessions,
+            _component: PhantomData,
+        }
+    }
+
+    /// Sends a message: text from `&str`/`&String`, binary from
+    /// `&[u8]`/`&Vec<u8>`, or any [`Message`]. See [`SendStatus`] for what
+    /// the result means.
+    pub fn send<'m>(&mut self, conn: ConnId, message: impl Into<Message<'m>>) -> SendStatus {
+        let message = message.into();
+        self.net
+            .send_message(conn, message.is_text(), message.as_bytes())
+    }
+
+    /// Encodes a message once, to send it to many connections with
+    /// [`Context::send_prepared`].
+    pub fn prepare<'m>(&mut self, message: impl Into<Message<'m>>) -> PreparedMessage {
+        let message = message.into();
+        let mut frame = Vec::new();
+        encode::message(&mut frame, message.is_text(), message.as_bytes());
+        PreparedMessage {
+            frame: frame.into(),
+        }
+    }
+
+    /// Sends a message encoded by [`Context::prepare`].
+    pub fn send_prepared(&mut self, conn: ConnId, message: &PreparedMessage) -> SendStatus {
+        self.net.send_frame(conn, &message.frame)
+    }
+
+    /// Sends one message to many connections, encoding it once. Returns how
+    /// many connections took it (not closed, not over their limit).
+    pub fn broadcast<'m>(
+        &mut self,
+        conns: impl IntoIterator<Item = ConnId>,
+        message: impl Into<Message<'m>>,
+    ) -> usize {
+        let message = message.into();
+        let mut frame = std::mem::take(&mut self.net.scratch);
+        frame.clear();
+        encode::message(&mut frame, message.is_text(), message.as_bytes());
+        let sent = conns
+            .into_iter()
+            .filter(|&conn| self.net.send_frame(conn, &frame) != SendStatus::Dropped)
+            .count();
+        self.net.scratch = frame;
+        sent
+    }
+
+    /// Sends one message, encoded once, to every open connection of this
+    /// context's route (of every route, in a context on the whole server).
+    /// Returns how many took it.
+    pub fn broadcast_route<'m>(&mut self, message: impl Into<Message<'m>>) -> usize {
+        let targets = self.net.open_connections(self.route);
+        let sent = self.broadcast(targets.iter().copied(), message);
+        self.net.recycle_targets(targets);
+        sent
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to fit a
+    /// control frame). `on_close` follows once the peer answers or the close
+    /// timeout passes.
+    pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
+        self.net.close(
+            conn,
+            code.get(),
+            reason,
+            CloseReason::Server {
+                code,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// True while the connection is open for messages.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.net.get(conn).is_some_and(|c| c.phase == Phase::Open)
+    }
+
+    /// The client's address: the TCP peer's, or, when the peer is one of
+    /// the [`trusted_proxies`](crate::ServerConfig::trusted_proxies), the
+    /// client its `X-Forwarded-For` names (port 0 unless the header gave
+    /// one). [`Context::peer_addr`] is the TCP peer either way.
+    pub fn remote_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.net.get(conn).map(|c| self.net.client_addr(c))
+    }
+
+    /// The TCP peer's address: the proxy's, behind a reverse proxy.
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.net.get(conn).map(|c| c.peer)
+    }
+
+    /// The HTTP request the connection upgraded from: path, query, headers.
+    pub fn request(&self, conn: ConnId) -> Option<&HttpRequest> {
+        self.net.get(conn)?.request.as_deref()
+    }
+
+    /// Bytes queued for the connection and not yet written to the socket.
+    pub fn buffered_amount(&self, conn: ConnId) -> usize {
+        self.net.get(conn).map_or(0, |c| c.unsent())
+    }
+
+    /// The open connections of this context's route (of every route, in a
+    /// context on the whole server).
+    pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
+        let route = self.route;
+        self.net.conns.iter().filter_map(move |(key, c)| {
+            let on_route = route.is_none_or(|r| c.component == r);
+            (c.phase == Phase::Open && on_route).then_some(ConnId {
+                key: key as u32,
+                generation: c.generation,
+            })
+        })
+    }
+
+    /// Cancels a timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.lp.cancel_timer(timer)
+    }
+
+    /// The loop: add timers and sources, defer work, reach other routes,
+    /// stop. (It cannot turn the loop: this callback is part of a turn.)
+    pub fn event_loop(&mut self) -> &mut LoopHandle {
+        self.lp
+    }
+
+    /// This server's key, for later use on the loop thread.
+    pub fn server(&self) -> Server {
+        self.server
+    }
+
+    /// A `Send` handle to this server for other threads.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle(self.lp)
+    }
+}
+
+impl<C: Component> Context<'_, C> {
+    /// The key of this context's route, to reach its component later from
+    /// a timer, a source, a Redis reply or another thread.
+    pub fn route(&self) -> Route<C> {
+        // Every Context<C: Component> is made for a route.
+        Route::new(self.server.app, self.route.unwrap_or(u32::MAX))
+    }
+
+    /// The session of another connection of this route. `None` if the
+    /// connection is gone, is on another route, or is the one whose
+    /// callback is running (its session is the callback's argument).
+    pub fn session(&mut self, conn: ConnId) -> Option<&mut C::Session> {
+        let key = self.session_key(conn)?;
+        self.sessions()?.get_mut(key)
+    }
+
+    /// Runs `f` with this context and the session of another connection of
+    /// this route, lent out for the call (so `f` can send and close while
+    /// it holds the session). `None` when [`Context::session`] would be.
+    pub fn with_session<R>(
+        &mut self,
+        conn: ConnId,
+        f: impl FnOnce(&mut Self, &mut C::Session) -> R,
+    ) -> Option<R> {
+        let key = self.session_key(conn)?;
+        let mut session = self.sessions()?.take(key)?;
+        // The session goes back even if `f` panics; the panic then goes on
+        // to the guard around the callback that called this.
+        let result = guard::catch(|| f(self, &mut session));
+        if let Some(sessions) = self.sessions() {
+            sessions.put_back(key, session);
+        }
+        match result {
+            Ok(result) => Some(result),
+            Err(guard::Panicked(message)) => std::panic::resume_unwind(Box::new(message)),
+        }
+    }
+
+    /// The key of `conn`'s session, if it is a connection of this route.
+    fn session_key(&self, conn: ConnId) -> Option<u32> {
+        let conn = self.net.get(conn)?;
+        (Some(conn.component) == self.route).then_some(conn.session)
+    }
+
+    /// This route's sessions (always there in a context made for a route).
+    fn sessions(&mut self) -> Option<&mut Sessions<C::Session>> {
+        self.sessions.as_mut()?.downcast_mut()
+    }
+
+    /// Calls `f` with this component once, `after` from now.
+    pub fn set_timer(
+        &mut self,
+        after: Duration,
+        f: impl FnOnce(&mut C, &mut Context<'_, C>) + 'static,
+    ) -> TimerId {
+        let route = self.route();
+        self.lp.add_timer(after, move |lp| {
+            lp.with(route, f);
+        })
+    }
+
+    /// Calls `f` with this component every `period` until
+    /// [`Context::cancel_timer`] (or until `f` panics).
+    pub fn set_periodic(
+        &mut self,
+        period: Duration,
+        f: impl FnMut(&mut C, &mut Context<'_, C>) + 'static,
+    ) -> TimerId {
+        let route = self.route();
+        // The loop may lend the component out later than the timer fires
+        // (never, in practice: timers fire between dispatches), so each
+        // firing's call owns a share of the closure.
+        let f = Rc::new(RefCell::new(f));
+        self.lp.add_periodic(period, move |lp| {
+            let f = Rc::clone(&f);
+            lp.with(route, move |component, ctx| {
+                if let Ok(mut f) = f.try_borrow_mut() {
+                    f(component, ctx);
+                }
+            });
+        })
+    }
+}
+
+impl<C> fmt::Debug for Context<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("server", &self.server.local_addr)
+            .field("route", &self.route)
+            .field("connections", &self.net.conns.len())
+            .finish()
+    }
+}
