@@ -363,7 +363,7 @@ impl Net {
 
     /// Queues pre-encoded frame bytes on an open connection.
     pub(crate) fn send_frame(&mut self, id: ConnId, frame: &[u8]) -> SendStatus {
-        self.queue(id, |out| out.extend_from_slice(frame))
+        self.queue(id, |out| encode::append(out, frame))
     }
 
     /// Encodes a message straight into the connection's output buffer.

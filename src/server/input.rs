@@ -8,6 +8,7 @@ use log::debug;
 use crate::close::CloseReason;
 use crate::connection::{ConnId, Connection, Phase, RETAINED_BUFFER, flag, lend_out};
 use crate::frame::decode::{Incoming, Limits};
+use crate::frame::encode;
 use crate::handshake::{self, Outcome};
 use crate::message::Message;
 use crate::reactor::LoopHandle;
@@ -191,7 +192,7 @@ impl ServerCore {
         // The common case decodes straight from the shared buffer: no copy.
         let in_place = input.is_empty() && fresh.is_some();
         if let (false, Some(n)) = (in_place, fresh) {
-            input.extend_from_slice(&read_buf[..n]);
+            encode::append(&mut input, &read_buf[..n]);
         }
         let buf: &mut [u8] = match fresh {
             Some(n) if in_place => &mut read_buf[..n],
@@ -243,7 +244,7 @@ impl ServerCore {
             return;
         };
         if in_place {
-            input.extend_from_slice(&read_buf[pos..len]);
+            encode::append(&mut input, &read_buf[pos..len]);
         } else {
             input.drain(..pos);
         }
