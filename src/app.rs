@@ -9,6 +9,7 @@ use mio::net::TcpListener;
 
 use crate::component::Component;
 use crate::config::ServerConfig;
+use crate::connection::MAX_ROUTES;
 use crate::error::{Error, Result};
 use crate::handles::{AppId, Route, Server};
 use crate::http::{HttpRequest, HttpResponse};
@@ -102,7 +103,9 @@ impl App {
     /// Like [`App::route`], and returns the route's typed handle, through
     /// which timers, sources, Redis replies and other threads reach the
     /// component once the app is listening
-    /// ([`LoopHandle::with`](crate::reactor::LoopHandle::with)).
+    /// ([`LoopHandle::with`](crate::reactor::LoopHandle::with)). An app
+    /// holds up to 65,536 WebSocket routes; past that, `mount` logs an
+    /// error and the path is not served.
     pub fn mount<C: Component>(
         &mut self,
         path: &str,
@@ -110,6 +113,11 @@ impl App {
         origins: impl Into<Origins>,
     ) -> Route<C> {
         let index = self.routes.len();
+        if index >= MAX_ROUTES {
+            // A Route that reaches nothing; the path is not served.
+            log::error!("{path}: more than {MAX_ROUTES} WebSocket routes on one app; not mounted");
+            return Route::new(self.id, u32::MAX);
+        }
         let protocols = component
             .subprotocols()
             .iter()

@@ -110,8 +110,9 @@ pub(crate) mod flag {
 pub(crate) struct Connection {
     pub(crate) stream: Transport,
     pub(crate) generation: u32,
-    /// Index of the component its route leads to.
-    pub(crate) component: u32,
+    /// Index of the component its route leads to; u16 keeps the struct
+    /// small (an app has far fewer routes, see [`MAX_ROUTES`]).
+    route: u16,
     /// Key of its session in that component's sessions.
     pub(crate) session: u32,
     pub(crate) phase: Phase,
@@ -131,12 +132,25 @@ pub(crate) struct Connection {
     pub(crate) reason: Option<Box<CloseReason>>,
 }
 
+/// The most WebSocket routes one server can have.
+pub(crate) const MAX_ROUTES: usize = u16::MAX as usize + 1;
+
 impl Connection {
+    /// Index of the component its route leads to.
+    pub(crate) fn component(&self) -> u32 {
+        u32::from(self.route)
+    }
+
+    /// Puts it on route `index` (below [`MAX_ROUTES`], as the app checks).
+    pub(crate) fn set_component(&mut self, index: usize) {
+        self.route = u16::try_from(index).unwrap_or(u16::MAX);
+    }
+
     pub(crate) fn new(stream: Transport, peer: SocketAddr, generation: u32, now: u32) -> Self {
         Connection {
             stream,
             generation,
-            component: 0,
+            route: 0,
             session: 0,
             phase: Phase::Handshake,
             flags: 0,
@@ -322,7 +336,7 @@ impl Net {
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
         targets.extend(self.conns.iter().filter_map(|(key, c)| {
-            let on_route = route.is_none_or(|r| c.component == r);
+            let on_route = route.is_none_or(|r| c.component() == r);
             (c.phase == Phase::Open && on_route).then_some(ConnId {
                 key: key as u32,
                 generation: c.generation,
@@ -417,7 +431,7 @@ impl Net {
         );
         conn.out = Vec::new();
         conn.out_start = 0;
-        let (component, session) = (conn.component, conn.session);
+        let (component, session) = (conn.component(), conn.session);
         if conn.has(flag::OPENED) {
             self.pending.push_back(Pending::Error {
                 conn: id,
@@ -505,7 +519,7 @@ impl Net {
             conn.since = now;
         }
         if let (Some(error), true) = (error, conn.has(flag::OPENED)) {
-            let (component, session) = (conn.component, conn.session);
+            let (component, session) = (conn.component(), conn.session);
             self.pending.push_back(Pending::Error {
                 conn: id,
                 component,
@@ -649,7 +663,7 @@ impl Net {
                     self.doom(key, CloseReason::Io(io::ErrorKind::NotConnected));
                 } else if conn.has(flag::BACKPRESSURED) {
                     conn.flags &= !flag::BACKPRESSURED;
-                    let (component, session) = (conn.component, conn.session);
+                    let (component, session) = (conn.component(), conn.session);
                     let generation = conn.generation;
                     self.pending.push_back(Pending::Drain {
                         conn: ConnId { key, generation },

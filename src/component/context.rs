@@ -162,7 +162,7 @@ impl<'a, C> Context<'a, C> {
     pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
         let route = self.route;
         self.net.conns.iter().filter_map(move |(key, c)| {
-            let on_route = route.is_none_or(|r| c.component == r);
+            let on_route = route.is_none_or(|r| c.component() == r);
             (c.phase == Phase::Open && on_route).then_some(ConnId {
                 key: key as u32,
                 generation: c.generation,
@@ -233,7 +233,7 @@ impl<C: Component> Context<'_, C> {
     /// The key of `conn`'s session, if it is a connection of this route.
     fn session_key(&self, conn: ConnId) -> Option<u32> {
         let conn = self.net.get(conn)?;
-        (Some(conn.component) == self.route).then_some(conn.session)
+        (Some(conn.component()) == self.route).then_some(conn.session)
     }
 
     /// This route's sessions (always there in a context made for a route).

@@ -128,7 +128,7 @@ impl ServerCore {
                     conn.input = Vec::new();
                 }
                 conn.phase = Phase::Open;
-                conn.component = component as u32;
+                conn.set_component(component);
                 conn.since = self.net.now;
                 let id = ConnId {
                     key,
@@ -182,7 +182,7 @@ impl ServerCore {
             key,
             generation: conn.generation,
         };
-        let (component, session) = (conn.component, conn.session);
+        let (component, session) = (conn.component(), conn.session);
         let mut input = std::mem::take(&mut conn.input);
         let mut decoder = std::mem::take(&mut conn.decoder);
         let limits = Limits {

@@ -210,6 +210,7 @@ impl ServerCore {
         let Some(conn) = self.net.conns.try_remove(key as usize) else {
             return;
         };
+        let component = conn.component();
         let reason = conn
             .reason
             .map_or(CloseReason::Io(io::ErrorKind::UnexpectedEof), |r| *r);
@@ -221,7 +222,7 @@ impl ServerCore {
             debug!("{id} from {} closed: {reason}", conn.peer);
             self.net.pending.push_back(Pending::Close {
                 conn: id,
-                component: conn.component,
+                component,
                 session: conn.session,
                 reason,
             });
