@@ -239,3 +239,52 @@ fn ping_payload_comes_back_in_the_pong() {
         "no pong with the ping's payload: {frames:?}"
     );
 }
+
+/// The loop owns its servers: a `Server` is only a key, and one server can
+/// be stopped alone. Its clients get 1001, it stops listening and leaves the
+/// loop, and the other server on the same loop goes on serving.
+#[test]
+fn one_server_stops_alone_and_the_loop_goes_on() {
+    let (tx, rx) = mpsc::channel();
+    let first = TestServer::start_with(
+        || app().route("/echo", pawl::EchoServer, &["*"]),
+        move |lp, _| {
+            let second = app()
+                .route("/echo", pawl::EchoServer, &["*"])
+                .listen(lp)
+                .expect("a second server on the same loop");
+            tx.send(second).expect("the test waits");
+        },
+    );
+    let second = rx.recv_timeout(TIMEOUT).expect("the second server");
+    let mut on_second = util::Client::connect(second.local_addr(), "/echo");
+    on_second.send_text("before");
+    on_second.expect_text("before");
+
+    first
+        .reactor
+        .schedule(move |lp| second.stop(lp))
+        .expect("the loop takes tasks");
+    on_second.expect_close(1001);
+    drop(on_second);
+    // It leaves once its last connection is gone.
+    util::wait_for("the stopped server to leave the loop", || {
+        let (ran, running) = mpsc::channel();
+        first
+            .reactor
+            .schedule(move |lp| {
+                let _ = ran.send(second.is_running(lp));
+            })
+            .expect("the loop takes tasks");
+        let running = running.recv_timeout(TIMEOUT).expect("an answer");
+        (!running).then_some(())
+    });
+    assert!(
+        std::net::TcpStream::connect(second.local_addr()).is_err(),
+        "the stopped server no longer listens"
+    );
+
+    let mut on_first = first.client("/echo");
+    on_first.send_text("still here");
+    on_first.expect_text("still here");
+}

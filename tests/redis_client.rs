@@ -504,3 +504,53 @@ fn large_values_cross_many_partial_reads_and_writes() {
         assert!(reply.as_ref().unwrap().as_bytes() == Some(value.as_slice()));
     }
 }
+
+/// A reply callback and a message callback that panic are caught by the
+/// loop's guard: the commands behind them still get their replies, the
+/// subscriber still delivers, and the client stays connected.
+#[test]
+fn a_panicking_callback_does_not_take_the_client_down() {
+    let server = RedisServer::start();
+    let mut reactor = reactor();
+    let client = RedisClient::connect(&mut reactor, &server.url(), config()).unwrap();
+    let subscriber = RedisSubscriber::connect(&mut reactor, &server.url(), config()).unwrap();
+    let messages: Messages = Rc::default();
+    let seen = messages.clone();
+    subscriber.subscribe(b"news", move |_, channel, payload| {
+        if payload == b"boom" {
+            panic!("a bug in a message callback");
+        }
+        seen.borrow_mut().push((channel.to_vec(), payload.to_vec()));
+    });
+    let replies: Replies = Rc::default();
+    client.command(&[b"SET", b"k", b"v"], |_, _| {
+        panic!("a bug in a reply callback")
+    });
+    client.command(&[b"GET", b"k"], collect(&replies));
+    run_until(&mut reactor, "the reply after the panic", || {
+        replies.borrow().len() == 1
+    });
+    assert_eq!(
+        replies.borrow()[0].as_ref().unwrap(),
+        &Value::Bulk(b"v".to_vec())
+    );
+    // Publish until the subscription is live, then a panic, then more.
+    let delivered = Rc::new(Cell::new(0usize));
+    let mut round = 0;
+    run_until(&mut reactor, "messages around a panicking one", || {
+        round += 1;
+        let payload = if round % 2 == 0 {
+            "boom".to_owned()
+        } else {
+            format!("m{round}")
+        };
+        client.send(&[b"PUBLISH", b"news", payload.as_bytes()]);
+        delivered.set(messages.borrow().len());
+        delivered.get() >= 3
+    });
+    assert!(client.is_connected());
+    assert!(
+        messages.borrow().iter().all(|(_, p)| p != b"boom"),
+        "the panicking deliveries recorded nothing"
+    );
+}
