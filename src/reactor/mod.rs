@@ -309,6 +309,7 @@ impl Reactor {
     /// Creates a loop whose [`Handle`]s queue at most `capacity` tasks
     /// (default 65 536) before refusing with [`ScheduleError::Full`].
     pub fn with_handle_capacity(capacity: usize) -> io::Result<Reactor> {
+        guard::quiet_guarded_panics();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         Ok(Reactor {
@@ -800,7 +801,8 @@ impl LoopHandle {
             Ok(action) => action,
             // Whatever the source was doing is in an unknown state.
             Err(guard::Panicked(message)) => {
-                error!("{} panicked: {message}; removed", handler.describe());
+                let at = guard::take_location().map_or(String::new(), |at| format!(" at {at}"));
+                error!("{} panicked{at}: {message}; removed", handler.describe());
                 PostAction::Remove
             }
         };
