@@ -620,7 +620,10 @@ impl LoopHandle {
                 }
             }
         }
-        while let Some(task) = self.waiting_for_slot.pop_front() {
+        // Only what waited until now: a task whose source is still lent out
+        // (an outer lender holds it) queues itself again, for that lender's
+        // own put_back, instead of spinning here.
+        for task in std::mem::take(&mut self.waiting_for_slot) {
             task(self);
         }
     }

@@ -235,3 +235,43 @@ fn a_panicking_source_is_removed_and_the_loop_goes_on() {
     );
     assert!(*fired.borrow() > 100, "the rest of the loop kept running");
 }
+
+/// A value reached while an outer lender holds it, from inside another
+/// value it lent: the work waits for the outer lender, runs once, and
+/// nothing spins.
+#[test]
+fn work_for_a_source_lent_further_out_waits_for_that_lender() {
+    struct Plain(Rc<RefCell<Vec<&'static str>>>);
+    impl Handler for Plain {
+        fn ready(&mut self, _: &Event, _: &mut LoopHandle) -> PostAction {
+            PostAction::Continue
+        }
+        fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+            Ok(())
+        }
+        fn deregister(&mut self, _: &Registry) -> io::Result<()> {
+            Ok(())
+        }
+        fn as_any(&mut self) -> &mut dyn Any {
+            self
+        }
+    }
+    let mut reactor = Reactor::new().expect("reactor");
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let a = reactor.insert(Plain(log.clone()));
+    let b = reactor.insert(Plain(log.clone()));
+    reactor.with_source(a, move |a_value, lp| {
+        a_value.0.borrow_mut().push("in a");
+        lp.with_source(b, move |b_value, lp| {
+            b_value.0.borrow_mut().push("in b");
+            // a is lent out by the outermost call: this waits for it.
+            lp.with_source(a, |a_value, _| a_value.0.borrow_mut().push("a again"));
+            b_value.0.borrow_mut().push("b ends");
+        });
+        a_value.0.borrow_mut().push("a ends");
+    });
+    assert_eq!(
+        *log.borrow(),
+        ["in a", "in b", "b ends", "a ends", "a again"]
+    );
+}
