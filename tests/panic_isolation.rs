@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
-use pawl::reactor::{Interest, LoopHandle, PostAction};
+use pawl::reactor::{Interest, LoopHandle, PostAction, TimerId};
 use pawl::{CloseReason, Component, ConnId, Context, HttpResponse, Message, Server};
 use util::{Raw, TIMEOUT, TestServer, app, wait_for};
 
@@ -24,6 +24,8 @@ use util::{Raw, TIMEOUT, TestServer, app, wait_for};
 /// closure (with a later timer that reports "later timer fired").
 struct Fragile {
     closes: Sender<(ConnId, CloseReason)>,
+    /// The periodic timer of "periodic-panic", and how often it called back.
+    periodic: Option<(TimerId, u32)>,
 }
 
 impl Component for Fragile {
@@ -48,6 +50,25 @@ impl Component for Fragile {
     ) {
         match message {
             Message::Text("panic") => panic!("test panic on purpose"),
+            Message::Text("periodic-panic") => {
+                let id = ctx.set_periodic(Duration::from_millis(1), |me: &mut Fragile, _| {
+                    if let Some((_, calls)) = &mut me.periodic {
+                        *calls += 1;
+                    }
+                    panic!("test panic in a periodic component timer on purpose")
+                });
+                self.periodic = Some((id, 0));
+            }
+            Message::Text("periodic?") => {
+                let report = match self.periodic {
+                    Some((id, calls)) => {
+                        let active = ctx.event_loop().is_timer_active(id);
+                        format!("active={active} calls={calls}")
+                    }
+                    None => "none".to_owned(),
+                };
+                let _ = ctx.send(conn, &report);
+            }
             Message::Text("timer-panic") => {
                 ctx.set_timer(Duration::from_millis(1), |_: &mut Fragile, _| {
                     panic!("test panic in a component timer on purpose")
@@ -75,7 +96,14 @@ fn fragile_server(
     let server = TestServer::start_with(
         move || {
             app()
-                .route("/fragile", Fragile { closes: tx }, &["*"])
+                .route(
+                    "/fragile",
+                    Fragile {
+                        closes: tx,
+                        periodic: None,
+                    },
+                    &["*"],
+                )
                 .http("/boom", |_| -> HttpResponse {
                     panic!("test panic in an HTTP handler on purpose")
                 })
@@ -308,4 +336,24 @@ fn a_panicking_component_timer_leaves_the_loop_and_the_connection() {
         "a timer's panic closed a connection"
     );
     assert_serving(&server, "after a panicking component timer");
+}
+
+#[test]
+fn a_periodic_component_timer_that_panics_is_cancelled() {
+    let (server, closes) = fragile_server(|_, _| {});
+    let mut client = server.client("/fragile");
+    let _ = client.text();
+    client.send_text("periodic-panic");
+    // The firing after the panic cancels the timer instead of calling it.
+    let report = wait_for("the panicking periodic timer to be cancelled", || {
+        client.send_text("periodic?");
+        let report = client.text();
+        report.starts_with("active=false").then_some(report)
+    });
+    assert_eq!(report, "active=false calls=1");
+    assert!(
+        closes.try_recv().is_err(),
+        "a timer's panic closed a connection"
+    );
+    assert_serving(&server, "after a cancelled periodic timer");
 }

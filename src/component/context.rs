@@ -2,7 +2,7 @@
 //! the loop owns; nothing goes through a channel.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -254,25 +254,41 @@ impl<C: Component> Context<'_, C> {
     }
 
     /// Calls `f` with this component every `period` until
-    /// [`Context::cancel_timer`] (or until `f` panics).
+    /// [`Context::cancel_timer`], or until `f` panics (the panic is logged
+    /// with the route and the timer cancelled, as the loop does with its
+    /// own periodic timers).
     pub fn set_periodic(
         &mut self,
         period: Duration,
         f: impl FnMut(&mut C, &mut Context<'_, C>) + 'static,
     ) -> TimerId {
         let route = self.route();
-        // The loop may lend the component out later than the timer fires
-        // (never, in practice: timers fire between dispatches), so each
-        // firing's call owns a share of the closure.
+        // Each firing hands `lp.with` a closure of its own, which may run
+        // later than the firing if the component is lent out: they share
+        // `f`, and share word of a panic with the timer.
         let f = Rc::new(RefCell::new(f));
-        self.lp.add_periodic(period, move |lp| {
-            let f = Rc::clone(&f);
+        let panicked = Rc::new(Cell::new(false));
+        let id = Rc::new(Cell::new(None));
+        let timer = Rc::clone(&id);
+        let timer_id = self.lp.add_periodic(period, move |lp| {
+            if panicked.get() {
+                if let Some(id) = timer.get() {
+                    lp.cancel_timer(id);
+                }
+                return;
+            }
+            let (f, panicked) = (Rc::clone(&f), Rc::clone(&panicked));
             lp.with(route, move |component, ctx| {
-                if let Ok(mut f) = f.try_borrow_mut() {
-                    f(component, ctx);
+                let mut f = f.borrow_mut();
+                if let Err(guard::Panicked(message)) = guard::catch(|| f(component, ctx)) {
+                    panicked.set(true);
+                    // On to the guard around this call, which logs it.
+                    std::panic::resume_unwind(Box::new(message));
                 }
             });
-        })
+        });
+        id.set(Some(timer_id));
+        timer_id
     }
 }
 

@@ -657,6 +657,12 @@ impl LoopHandle {
         self.timers.cancel(id)
     }
 
+    /// True while a timer is still to fire (ReactPHP's `isTimerActive`): a
+    /// one-shot timer until it fires, a periodic one until it is cancelled.
+    pub fn is_timer_active(&self, id: TimerId) -> bool {
+        self.timers.is_active(id)
+    }
+
     /// Runs `callback` at the end of the next turn, before the loop waits again.
     pub fn defer(&mut self, callback: impl FnOnce(&mut LoopHandle) + 'static) {
         self.deferred.push(Box::new(callback));

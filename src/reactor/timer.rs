@@ -91,6 +91,13 @@ impl<F, P> TimerQueue<F, P> {
         }
     }
 
+    /// True while `id` is scheduled (or running, for a periodic timer).
+    pub(crate) fn is_active(&self, id: TimerId) -> bool {
+        self.entries
+            .get(id.key as usize)
+            .is_some_and(|entry| entry.generation == id.generation)
+    }
+
     /// The earliest live deadline, dropping cancelled heap entries on the way.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(Reverse((deadline, _, key, generation))) = self.heap.peek().copied() {
