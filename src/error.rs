@@ -31,10 +31,6 @@ pub enum Error {
     /// unreadable, empty, or the two do not match.
     #[error("TLS: {0}")]
     Tls(String),
-    /// The server was used from inside one of its own callbacks, where the
-    /// callback's [`Context`](crate::Context) must be used instead.
-    #[error("the server is busy in one of its own callbacks; use the callback's Context")]
-    Reentrant,
 }
 
 /// A limit a peer hit.
