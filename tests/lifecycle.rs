@@ -288,3 +288,40 @@ fn one_server_stops_alone_and_the_loop_goes_on() {
     on_first.send_text("still here");
     on_first.expect_text("still here");
 }
+
+/// A route from `App::mount` reaches nothing before the app listens (`with`
+/// says so and drops the closure), and its component once it does; with
+/// the server stopped, nothing again.
+#[test]
+fn a_route_reaches_its_component_only_while_its_server_listens() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    struct Counter(u32);
+    impl Component for Counter {
+        type Session = ();
+        fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) {}
+        fn on_message(&mut self, _: &mut Context<'_, Self>, _: ConnId, _: &mut (), _: Message<'_>) {
+        }
+    }
+
+    let mut reactor = pawl::reactor::Reactor::new().expect("a reactor");
+    let mut app = app();
+    let route = app.mount("/count", Counter(0), &["*"]);
+    let ran = Rc::new(Cell::new(0));
+    let seen = ran.clone();
+    assert!(!reactor.with(route, move |_, _| seen.set(seen.get() + 1)));
+    let server = app.listen(&mut reactor).expect("listen");
+    let seen = ran.clone();
+    assert!(reactor.with(route, move |counter, ctx| {
+        counter.0 += 1;
+        assert_eq!(ctx.route(), route, "a context knows its route");
+        seen.set(seen.get() + 1);
+    }));
+    assert_eq!(ran.get(), 1, "ran at once: the server was free");
+    assert_eq!(reactor.try_with(route, |counter, _| counter.0), Some(1));
+    server.stop(&mut reactor);
+    assert!(!server.is_running(&reactor));
+    assert!(!reactor.with(route, |_, _| unreachable!("the server is gone")));
+    assert_eq!(reactor.try_with(route, |counter, _| counter.0), None);
+}
