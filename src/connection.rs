@@ -23,6 +23,7 @@ use crate::frame::decode::Decoder;
 use crate::frame::{Violation, close_code, encode};
 use crate::http::HttpRequest;
 use crate::reactor::SourceId;
+use crate::topics::Topics;
 use crate::transport::Transport;
 
 /// Identifies a connection for its whole life; Ratchet's `resourceId`.
@@ -276,8 +277,10 @@ pub(crate) struct Net {
     /// connection that cannot write everything keeps it as its own.
     pub(crate) spare_out: Vec<u8>,
     pub(crate) shutting_down: bool,
-    /// Reused to list the targets of a route-wide broadcast.
+    /// Reused to list the targets of a route-wide broadcast or a publish.
     targets: Vec<ConnId>,
+    /// Which connections subscribe to which topics.
+    pub(crate) topics: Topics<ConnId>,
 }
 
 impl Net {
@@ -296,6 +299,7 @@ impl Net {
             spare_out: Vec::new(),
             shutting_down: false,
             targets: Vec::new(),
+            topics: Topics::default(),
         }
     }
 
@@ -342,6 +346,15 @@ impl Net {
                 generation: c.generation,
             })
         }));
+        targets
+    }
+
+    /// The subscribers of topic `name`, in the reused vector of
+    /// [`Net::open_connections`].
+    pub(crate) fn subscribers(&mut self, name: &str) -> Vec<ConnId> {
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        self.topics.members_into(name, &mut targets);
         targets
     }
 

@@ -77,6 +77,7 @@ pub mod redis;
 mod router;
 mod server;
 mod tls;
+mod topics;
 mod transport;
 
 pub use app::App;

@@ -114,6 +114,36 @@ impl<'a, C> Context<'a, C> {
         sent
     }
 
+    /// Subscribes an open connection to topic `topic`; false if it already
+    /// was, or is not open. Subscriptions end with the connection.
+    pub fn subscribe(&mut self, conn: ConnId, topic: &str) -> bool {
+        self.is_open(conn) && self.net.topics.subscribe(conn, topic)
+    }
+
+    /// Ends a subscription; false if there was none.
+    pub fn unsubscribe(&mut self, conn: ConnId, topic: &str) -> bool {
+        self.net.topics.unsubscribe(conn, topic)
+    }
+
+    /// Sends one message, encoded once, to every subscriber of `topic` on
+    /// this server. Returns how many took it.
+    pub fn publish<'m>(&mut self, topic: &str, message: impl Into<Message<'m>>) -> usize {
+        let targets = self.net.subscribers(topic);
+        let sent = self.broadcast(targets.iter().copied(), message);
+        self.net.recycle_targets(targets);
+        sent
+    }
+
+    /// How many connections of this server subscribe to `topic`.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.net.topics.count(topic)
+    }
+
+    /// The topics a connection subscribes to.
+    pub fn topics(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
+        self.net.topics.of(conn)
+    }
+
     /// Starts the close handshake with `code` and `reason` (cut to fit a
     /// control frame). `on_close` follows once the peer answers or the close
     /// timeout passes.

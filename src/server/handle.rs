@@ -102,6 +102,14 @@ impl ServerHandle {
         })
     }
 
+    /// Publishes a message to every subscriber of `topic` on this server.
+    pub fn publish(&self, topic: &str, message: OwnedMessage) -> Result<(), ScheduleError> {
+        let topic = topic.to_owned();
+        self.run(move |ctx| {
+            ctx.publish(&topic, &message);
+        })
+    }
+
     /// Asks the whole loop to stop gracefully.
     pub fn stop(&self) -> Result<(), ScheduleError> {
         self.reactor.stop()

@@ -211,6 +211,10 @@ impl ServerCore {
             return;
         };
         let component = conn.component();
+        self.net.topics.leave_all(ConnId {
+            key,
+            generation: conn.generation,
+        });
         let reason = conn
             .reason
             .map_or(CloseReason::Io(io::ErrorKind::UnexpectedEof), |r| *r);

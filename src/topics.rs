@@ -1,0 +1,156 @@
+//! Topics: named sets of members, so one publish reaches every subscriber
+//! (uWebSockets' `subscribe` / `publish`, within one server).
+//!
+//! The table is generic over the member so it stays below the connection
+//! layer; the server keeps one keyed by [`ConnId`](crate::ConnId). A
+//! member with no subscription costs nothing, and a topic exists only while
+//! it has a subscriber.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+
+use slab::Slab;
+
+/// The subscriptions of one server.
+#[derive(Debug)]
+pub(crate) struct Topics<K> {
+    /// Topic name to its key in `topics`.
+    by_name: HashMap<Box<str>, usize>,
+    topics: Slab<Topic<K>>,
+    /// Each subscribed member's topics, so that leaving is cheap.
+    of_member: HashMap<K, Vec<usize>>,
+}
+
+#[derive(Debug)]
+struct Topic<K> {
+    name: Box<str>,
+    members: HashSet<K>,
+}
+
+impl<K> Default for Topics<K> {
+    fn default() -> Self {
+        Topics {
+            by_name: HashMap::new(),
+            topics: Slab::new(),
+            of_member: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> Topics<K> {
+    /// Subscribes `member` to `name`; false if it already was.
+    pub(crate) fn subscribe(&mut self, member: K, name: &str) -> bool {
+        let key = match self.by_name.get(name) {
+            Some(&key) => key,
+            None => {
+                let key = self.topics.insert(Topic {
+                    name: name.into(),
+                    members: HashSet::new(),
+                });
+                self.by_name.insert(name.into(), key);
+                key
+            }
+        };
+        if !self.topics[key].members.insert(member) {
+            return false;
+        }
+        self.of_member.entry(member).or_default().push(key);
+        true
+    }
+
+    /// Unsubscribes `member` from `name`; false if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, member: K, name: &str) -> bool {
+        let Some(&key) = self.by_name.get(name) else {
+            return false;
+        };
+        if !self.topics[key].members.remove(&member) {
+            return false;
+        }
+        if let Some(keys) = self.of_member.get_mut(&member) {
+            keys.retain(|&k| k != key);
+            if keys.is_empty() {
+                self.of_member.remove(&member);
+            }
+        }
+        self.forget_if_empty(key);
+        true
+    }
+
+    /// Ends every subscription of `member` (it closed).
+    pub(crate) fn leave_all(&mut self, member: K) {
+        if self.of_member.is_empty() {
+            return; // the common case, kept to one branch per close
+        }
+        for key in self.of_member.remove(&member).unwrap_or_default() {
+            self.topics[key].members.remove(&member);
+            self.forget_if_empty(key);
+        }
+    }
+
+    fn forget_if_empty(&mut self, key: usize) {
+        if self.topics[key].members.is_empty() {
+            let topic = self.topics.remove(key);
+            self.by_name.remove(&topic.name);
+        }
+    }
+
+    /// The subscribers of `name`, appended to `out`.
+    pub(crate) fn members_into(&self, name: &str, out: &mut Vec<K>) {
+        if let Some(&key) = self.by_name.get(name) {
+            out.extend(self.topics[key].members.iter().copied());
+        }
+    }
+
+    /// How many subscribe to `name`.
+    pub(crate) fn count(&self, name: &str) -> usize {
+        self.by_name
+            .get(name)
+            .map_or(0, |&key| self.topics[key].members.len())
+    }
+
+    /// The topics `member` subscribes to.
+    pub(crate) fn of(&self, member: K) -> impl Iterator<Item = &str> + '_ {
+        self.of_member
+            .get(&member)
+            .into_iter()
+            .flatten()
+            .map(|&key| &*self.topics[key].name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(topics: &Topics<u32>, name: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        topics.members_into(name, &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn subscriptions_come_and_go_and_empty_topics_are_forgotten() {
+        let mut topics = Topics::default();
+        assert!(topics.subscribe(1, "a"));
+        assert!(!topics.subscribe(1, "a"), "already subscribed");
+        assert!(topics.subscribe(2, "a"));
+        assert!(topics.subscribe(2, "b"));
+        assert_eq!(members(&topics, "a"), [1, 2]);
+        assert_eq!(topics.count("b"), 1);
+        let mut of_two: Vec<&str> = topics.of(2).collect();
+        of_two.sort_unstable();
+        assert_eq!(of_two, ["a", "b"]);
+
+        assert!(topics.unsubscribe(1, "a"));
+        assert!(!topics.unsubscribe(1, "a"));
+        assert_eq!(members(&topics, "a"), [2]);
+        assert_eq!(topics.of(1).count(), 0);
+
+        topics.leave_all(2);
+        assert_eq!(topics.count("a"), 0);
+        assert_eq!(topics.count("b"), 0);
+        assert!(topics.by_name.is_empty() && topics.topics.is_empty());
+        assert!(topics.of_member.is_empty(), "nothing kept for members gone");
+    }
+}
