@@ -15,7 +15,7 @@ use crate::handles::{AppId, Route, Server};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::{LoopHandle, Reactor};
 use crate::router::{Origins, Router, Target};
-use crate::server::{Endpoint, Mounted, ServerCore};
+use crate::server::{Endpoint, Mounted, ServerCore, Setup};
 use crate::tls::TlsConfig;
 
 /// A WebSocket application: components on paths, served on one address.
@@ -41,6 +41,7 @@ pub struct App {
     routes: Vec<Box<dyn Endpoint>>,
     tls: Option<TlsConfig>,
     id: AppId,
+    broker: Option<String>,
 }
 
 enum Address {
@@ -69,6 +70,7 @@ impl App {
             routes: Vec::new(),
             tls: None,
             id: AppId::next(),
+            broker: None,
         }
     }
 
@@ -83,6 +85,18 @@ impl App {
     /// within the handshake timeout.
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Shares topics with every pawl process whose app uses the same Redis
+    /// (`redis://[[user]:password@]host[:port][/db]`): a publish reaches the
+    /// subscribers of every node, and a node listens to a topic only while
+    /// it has a subscriber to it. Delivery across nodes is at most once;
+    /// while Redis is unreachable, publishes reach this node's subscribers
+    /// only (the loss is counted in the log). The connection is made, never
+    /// blocking, when the app listens.
+    pub fn broker(mut self, redis_url: &str) -> Self {
+        self.broker = Some(redis_url.to_owned());
         self
     }
 
@@ -171,15 +185,16 @@ impl App {
             );
         }
         let tls = self.tls.map(|t| t.rustls);
-        let server = ServerCore::start(
-            lp,
+        let setup = Setup {
             listener,
-            self.router,
-            self.routes,
-            self.config,
+            router: self.router,
+            routes: self.routes,
+            config: self.config,
             tls,
-            self.id,
-        )?;
+            app: self.id,
+            broker: self.broker.as_deref(),
+        };
+        let server = ServerCore::start(lp, setup)?;
         info!(
             "pawl listening on {}: {routes}{over_tls}",
             server.local_addr()

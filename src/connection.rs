@@ -23,7 +23,7 @@ use crate::frame::decode::Decoder;
 use crate::frame::{Violation, close_code, encode};
 use crate::http::HttpRequest;
 use crate::reactor::SourceId;
-use crate::topics::Topics;
+use crate::topics::{Broker, Topics};
 use crate::transport::Transport;
 
 /// Identifies a connection for its whole life; Ratchet's `resourceId`.
@@ -281,6 +281,8 @@ pub(crate) struct Net {
     targets: Vec<ConnId>,
     /// Which connections subscribe to which topics.
     pub(crate) topics: Topics<ConnId>,
+    /// The other nodes' side of the topics, with a Redis broker.
+    pub(crate) broker: Option<Broker>,
 }
 
 impl Net {
@@ -300,6 +302,7 @@ impl Net {
             shutting_down: false,
             targets: Vec::new(),
             topics: Topics::default(),
+            broker: None,
         }
     }
 

@@ -1,10 +1,16 @@
 //! Topics on one server: subscribe, publish (encoded once, to subscribers
 //! only), unsubscribe, subscriptions ending with their connection, counts,
-//! and publishing from another thread.
+//! and publishing from another thread; and across nodes sharing a real
+//! redis-server through `App::broker`.
 
 mod util;
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
 use pawl::{Component, ConnId, Context, Message, OwnedMessage};
+use std::time::Duration;
+
 use util::{TestServer, app, wait_for};
 
 /// Text commands: `sub T`, `unsub T`, `pub T TEXT`, `count T`, `topics`.
@@ -45,6 +51,30 @@ impl Component for PubSub {
 
 fn server() -> TestServer {
     TestServer::start(|| app().route("/ps", PubSub, &["*"]))
+}
+
+/// A node: the same app with a broker on `redis`.
+fn node(redis: &redis_server::RedisServer) -> TestServer {
+    let url = redis.url();
+    TestServer::start(move || app().broker(&url).route("/ps", PubSub, &["*"]))
+}
+
+/// How many subscribers (nodes) Redis has for a topic's channel.
+fn numsub(redis: &redis_server::RedisServer, topic: &str) -> u64 {
+    let reply = redis.raw(&format!("PUBSUB NUMSUB pawl:topic:{topic}"));
+    reply
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a NUMSUB reply: {reply:?}"))
+}
+
+#[track_caller]
+fn wait_numsub(redis: &redis_server::RedisServer, topic: &str, want: u64) {
+    wait_for(&format!("{want} nodes on {topic}"), || {
+        (numsub(redis, topic) == want).then_some(())
+    });
 }
 
 #[test]
@@ -120,4 +150,85 @@ fn another_thread_publishes_through_the_server_handle() {
     .join()
     .expect("the thread");
     listener.expect_text("from a thread");
+}
+
+#[test]
+fn a_publish_reaches_every_node_that_has_subscribers_and_only_those() {
+    let redis = redis_server::RedisServer::start();
+    let (one, two, three) = (node(&redis), node(&redis), node(&redis));
+    let mut a = one.client("/ps");
+    let mut b = two.client("/ps");
+    let mut c = three.client("/ps");
+    for (client, topic) in [(&mut a, "news"), (&mut b, "news")] {
+        client.send_text(&format!("sub {topic}"));
+        client.expect_text("sub true");
+    }
+    c.send_text("sub sport");
+    c.expect_text("sub true");
+    // A node listens to a topic only while it has a subscriber to it.
+    wait_numsub(&redis, "news", 2);
+    wait_numsub(&redis, "sport", 1);
+    assert_eq!(numsub(&redis, "nobody"), 0);
+
+    a.send_text("pub news hello");
+    a.expect_text("hello");
+    a.expect_text("reached 1");
+    b.expect_text("hello");
+    // Node three has no news subscriber: c's next message answers its ask.
+    c.send_text("count sport");
+    c.expect_text("count 1");
+
+    // Order per topic and publisher is kept across nodes.
+    for i in 0..20 {
+        a.send_text(&format!("pub news n{i}"));
+    }
+    for i in 0..20 {
+        b.expect_text(&format!("n{i}"));
+    }
+
+    // The last subscriber of a node leaving takes the node off the channel.
+    b.send_text("unsub news");
+    b.expect_text("unsub true");
+    wait_numsub(&redis, "news", 1);
+    drop(a);
+    wait_numsub(&redis, "news", 0);
+}
+
+#[test]
+fn without_redis_a_node_still_delivers_its_own_publishes_and_catches_up_after() {
+    let mut redis = redis_server::RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut here = one.client("/ps");
+    let mut there = two.client("/ps");
+    for client in [&mut here, &mut there] {
+        client.send_text("sub room");
+        client.expect_text("sub true");
+    }
+    wait_numsub(&redis, "room", 2);
+
+    redis.kill();
+    here.send_text("pub room local only");
+    here.expect_text("local only");
+    here.expect_text("reached 1");
+
+    redis.restart();
+    // Both nodes subscribe again on their own; publishes cross again once
+    // the publishing node's client is back too (until then they reach only
+    // its own subscribers: at most once across nodes).
+    wait_numsub(&redis, "room", 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "publishes never crossed nodes again"
+        );
+        here.send_text("pub room again");
+        here.expect_text("again");
+        here.expect_text("reached 1");
+        match there.recv_within(Duration::from_millis(200)) {
+            Some(util::Received::Text(text)) if text == "again" => break,
+            Some(other) => panic!("unexpected {other:?}"),
+            None => {}
+        }
+    }
 }

@@ -115,19 +115,45 @@ impl<'a, C> Context<'a, C> {
     }
 
     /// Subscribes an open connection to topic `topic`; false if it already
-    /// was, or is not open. Subscriptions end with the connection.
+    /// was, or is not open. Subscriptions end with the connection. With a
+    /// broker ([`App::broker`](crate::App::broker)), a topic's first local
+    /// subscriber makes this node listen to the other nodes' publishes.
     pub fn subscribe(&mut self, conn: ConnId, topic: &str) -> bool {
-        self.is_open(conn) && self.net.topics.subscribe(conn, topic)
+        if !self.is_open(conn) {
+            return false;
+        }
+        let Net { topics, broker, .. } = &mut *self.net;
+        topics.subscribe(conn, topic, || {
+            if let Some(broker) = broker {
+                broker.subscribe(topic);
+            }
+        })
     }
 
     /// Ends a subscription; false if there was none.
     pub fn unsubscribe(&mut self, conn: ConnId, topic: &str) -> bool {
-        self.net.topics.unsubscribe(conn, topic)
+        let Net { topics, broker, .. } = &mut *self.net;
+        topics.unsubscribe(conn, topic, |topic| {
+            if let Some(broker) = broker {
+                broker.unsubscribe(topic);
+            }
+        })
     }
 
     /// Sends one message, encoded once, to every subscriber of `topic` on
-    /// this server. Returns how many took it.
+    /// this server, and, with a broker, on every node sharing its Redis.
+    /// Returns how many local subscribers took it.
     pub fn publish<'m>(&mut self, topic: &str, message: impl Into<Message<'m>>) -> usize {
+        let message = message.into();
+        if let Some(broker) = &self.net.broker {
+            broker.publish(topic, message);
+        }
+        self.publish_here(topic, message)
+    }
+
+    /// [`Context::publish`] to this server's subscribers only: how another
+    /// node's publish is delivered here.
+    pub(crate) fn publish_here(&mut self, topic: &str, message: Message<'_>) -> usize {
         let targets = self.net.subscribers(topic);
         let sent = self.broadcast(targets.iter().copied(), message);
         self.net.recycle_targets(targets);

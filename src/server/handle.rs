@@ -119,7 +119,7 @@ impl ServerHandle {
 impl ServerCore {
     /// Calls `f` with a context on the whole server, then delivers what the
     /// call caused. `None` if `f` panicked.
-    fn call_server<R>(
+    pub(super) fn call_server<R>(
         &mut self,
         lp: &mut LoopHandle,
         f: impl FnOnce(&mut Context<'_>) -> R,

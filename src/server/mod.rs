@@ -18,6 +18,7 @@
 
 use std::any::Any;
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use log::{debug, info};
@@ -34,6 +35,7 @@ use crate::guard::Panicked;
 use crate::handles::{AppId, Server};
 use crate::reactor::{Handler, LoopHandle, PostAction, SourceKey, sub_key};
 use crate::router::Router;
+use crate::topics::{Broker, Deliver};
 
 mod accept;
 mod handle;
@@ -71,23 +73,59 @@ pub(crate) struct ServerCore {
     leaving: bool,
 }
 
+/// What an app hands the loop to start a server with.
+pub(crate) struct Setup<'a> {
+    pub(crate) listener: TcpListener,
+    pub(crate) router: Router,
+    pub(crate) routes: Vec<Box<dyn Endpoint>>,
+    pub(crate) config: ServerConfig,
+    /// Set for `wss://`.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) app: AppId,
+    /// Redis URL of the topics broker, if any.
+    pub(crate) broker: Option<&'a str>,
+}
+
 impl ServerCore {
-    /// Starts serving `listener` on the loop.
-    pub(crate) fn start(
-        lp: &mut LoopHandle,
-        mut listener: TcpListener,
-        router: Router,
-        routes: Vec<Box<dyn Endpoint>>,
-        config: ServerConfig,
-        tls: Option<Arc<rustls::ServerConfig>>,
-        app: AppId,
-    ) -> Result<Server> {
+    /// Starts serving `setup.listener` on the loop.
+    pub(crate) fn start(lp: &mut LoopHandle, setup: Setup<'_>) -> Result<Server> {
+        let Setup {
+            mut listener,
+            router,
+            routes,
+            config,
+            tls,
+            app,
+            broker,
+        } = setup;
         config.validate()?;
         let local_addr = listener.local_addr()?;
+        let broker = match broker {
+            Some(url) => {
+                let deliver: Deliver = Rc::new(move |lp, topic, message| {
+                    let key = lp.named(app.0).map(SourceKey::<ServerCore>::assume);
+                    let delivered = key.and_then(|key| {
+                        lp.try_with_source(key, |core, lp| {
+                            core.call_server(lp, |ctx| ctx.publish_here(topic, message))
+                        })
+                    });
+                    if delivered.is_none() {
+                        log::warn!(
+                            "topics: a message on {topic:?} from another node found no server"
+                        );
+                    }
+                });
+                let broker = Broker::connect(lp, url, deliver)
+                    .map_err(|e| Error::Config(format!("topics broker at {url}: {e}")))?;
+                Some(broker)
+            }
+            None => None,
+        };
         let sweep_every = config.sweep_interval();
         let key = lp.insert_with(|id, registry| {
             registry.register(&mut listener, id.token(), Interest::READABLE)?;
             let mut net = Net::new(config, id);
+            net.broker = broker;
             // Reserve the table for every connection the config allows: the
             // untouched part costs address space, not memory, and the table
             // never doubles (which would leave half of it resident and idle).
@@ -211,18 +249,20 @@ impl ServerCore {
             return;
         };
         let component = conn.component();
-        self.net.topics.leave_all(ConnId {
+        let id = ConnId {
             key,
             generation: conn.generation,
+        };
+        let Net { topics, broker, .. } = &mut self.net;
+        topics.leave_all(id, |topic| {
+            if let Some(broker) = broker {
+                broker.unsubscribe(topic);
+            }
         });
         let reason = conn
             .reason
             .map_or(CloseReason::Io(io::ErrorKind::UnexpectedEof), |r| *r);
         if conn.flags & flag::OPENED != 0 {
-            let id = ConnId {
-                key,
-                generation: conn.generation,
-            };
             debug!("{id} from {} closed: {reason}", conn.peer);
             self.net.pending.push_back(Pending::Close {
                 conn: id,

@@ -399,6 +399,27 @@ impl Client {
         }
     }
 
+    /// The next message if one comes within `wait`, else `None`; for
+    /// polling where a message may or may not be on its way.
+    #[track_caller]
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Received> {
+        self.ws
+            .get_mut()
+            .set_read_timeout(Some(wait))
+            .expect("read timeout");
+        let received = match self.try_recv() {
+            Ok(received) => Some(received),
+            // tungstenite keeps what it read of a frame: reading resumes.
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => None,
+            Err(e) => panic!("client read: {e}"),
+        };
+        self.ws
+            .get_mut()
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("read timeout");
+        received
+    }
+
     /// Like [`Client::recv`], returning the error instead of failing.
     pub fn try_recv(&mut self) -> Result<Received, tungstenite::Error> {
         loop {

@@ -6,10 +6,14 @@
 //! member with no subscription costs nothing, and a topic exists only while
 //! it has a subscriber.
 
+mod broker;
+
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use slab::Slab;
+
+pub(crate) use broker::{Broker, Deliver};
 
 /// The subscriptions of one server.
 #[derive(Debug)]
@@ -39,10 +43,12 @@ impl<K> Default for Topics<K> {
 
 impl<K: Copy + Eq + Hash> Topics<K> {
     /// Subscribes `member` to `name`; false if it already was.
-    pub(crate) fn subscribe(&mut self, member: K, name: &str) -> bool {
+    /// `on_first` runs when `name` gets its first subscriber.
+    pub(crate) fn subscribe(&mut self, member: K, name: &str, on_first: impl FnOnce()) -> bool {
         let key = match self.by_name.get(name) {
             Some(&key) => key,
             None => {
+                on_first();
                 let key = self.topics.insert(Topic {
                     name: name.into(),
                     members: HashSet::new(),
@@ -59,7 +65,8 @@ impl<K: Copy + Eq + Hash> Topics<K> {
     }
 
     /// Unsubscribes `member` from `name`; false if it was not subscribed.
-    pub(crate) fn unsubscribe(&mut self, member: K, name: &str) -> bool {
+    /// `on_last` runs when `name` loses its last subscriber.
+    pub(crate) fn unsubscribe(&mut self, member: K, name: &str, on_last: impl FnMut(&str)) -> bool {
         let Some(&key) = self.by_name.get(name) else {
             return false;
         };
@@ -72,25 +79,27 @@ impl<K: Copy + Eq + Hash> Topics<K> {
                 self.of_member.remove(&member);
             }
         }
-        self.forget_if_empty(key);
+        self.forget_if_empty(key, on_last);
         true
     }
 
-    /// Ends every subscription of `member` (it closed).
-    pub(crate) fn leave_all(&mut self, member: K) {
+    /// Ends every subscription of `member` (it closed); `on_last` runs for
+    /// each topic that loses its last subscriber.
+    pub(crate) fn leave_all(&mut self, member: K, mut on_last: impl FnMut(&str)) {
         if self.of_member.is_empty() {
             return; // the common case, kept to one branch per close
         }
         for key in self.of_member.remove(&member).unwrap_or_default() {
             self.topics[key].members.remove(&member);
-            self.forget_if_empty(key);
+            self.forget_if_empty(key, &mut on_last);
         }
     }
 
-    fn forget_if_empty(&mut self, key: usize) {
+    fn forget_if_empty(&mut self, key: usize, mut on_last: impl FnMut(&str)) {
         if self.topics[key].members.is_empty() {
             let topic = self.topics.remove(key);
             self.by_name.remove(&topic.name);
+            on_last(&topic.name);
         }
     }
 
@@ -132,22 +141,31 @@ mod tests {
     #[test]
     fn subscriptions_come_and_go_and_empty_topics_are_forgotten() {
         let mut topics = Topics::default();
-        assert!(topics.subscribe(1, "a"));
-        assert!(!topics.subscribe(1, "a"), "already subscribed");
-        assert!(topics.subscribe(2, "a"));
-        assert!(topics.subscribe(2, "b"));
+        let mut firsts = Vec::new();
+        assert!(topics.subscribe(1, "a", || firsts.push("a")));
+        assert!(
+            !topics.subscribe(1, "a", || firsts.push("a?")),
+            "already subscribed"
+        );
+        assert!(topics.subscribe(2, "a", || firsts.push("a?")));
+        assert!(topics.subscribe(2, "b", || firsts.push("b")));
+        assert_eq!(firsts, ["a", "b"], "only a topic's first subscriber");
         assert_eq!(members(&topics, "a"), [1, 2]);
         assert_eq!(topics.count("b"), 1);
         let mut of_two: Vec<&str> = topics.of(2).collect();
         of_two.sort_unstable();
         assert_eq!(of_two, ["a", "b"]);
 
-        assert!(topics.unsubscribe(1, "a"));
-        assert!(!topics.unsubscribe(1, "a"));
+        let mut lasts = Vec::new();
+        assert!(topics.unsubscribe(1, "a", |t| lasts.push(t.to_owned())));
+        assert!(!topics.unsubscribe(1, "a", |t| lasts.push(t.to_owned())));
+        assert!(lasts.is_empty(), "a still has a subscriber");
         assert_eq!(members(&topics, "a"), [2]);
         assert_eq!(topics.of(1).count(), 0);
 
-        topics.leave_all(2);
+        topics.leave_all(2, |t| lasts.push(t.to_owned()));
+        lasts.sort_unstable();
+        assert_eq!(lasts, ["a", "b"]);
         assert_eq!(topics.count("a"), 0);
         assert_eq!(topics.count("b"), 0);
         assert!(topics.by_name.is_empty() && topics.topics.is_empty());
