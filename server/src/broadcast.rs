@@ -1,24 +1,39 @@
-//! The seed's `MyChat`: every message goes to every client, the sender too.
+//! The seed's `MyChat` on topics: every message goes to every client of
+//! the same topic (`/broadcast?topic=NAME`, default `all`), the sender too,
+//! on every pawl process sharing `--redis`.
 
 use pawl::{Component, ConnId, Context, Message};
 
-/// Ratchet's chat example. It keeps no set of clients: the route's
-/// connections are the server's to know.
+/// The topic of a connection that names none.
+pub const DEFAULT_TOPIC: &str = "all";
+
+/// Ratchet's chat example, on topics. It keeps no set of clients: each
+/// connection's session is its topic, and the server knows the topic's
+/// subscribers (here and, with a broker, on the other nodes).
 #[derive(Debug, Default)]
 pub struct Broadcast;
 
 impl Component for Broadcast {
-    type Session = ();
+    /// The connection's topic.
+    type Session = Box<str>;
 
-    fn on_open(&mut self, _: &mut Context<'_, Self>, _: ConnId) {}
+    fn on_open(&mut self, ctx: &mut Context<'_, Self>, conn: ConnId) -> Box<str> {
+        let topic: Box<str> = ctx
+            .request(conn)
+            .and_then(|r| r.query_param("topic"))
+            .filter(|t| !t.is_empty())
+            .map_or_else(|| DEFAULT_TOPIC.into(), |t| t.as_ref().into());
+        ctx.subscribe(conn, &topic);
+        topic
+    }
 
     fn on_message(
         &mut self,
         ctx: &mut Context<'_, Self>,
         _: ConnId,
-        _: &mut (),
+        topic: &mut Box<str>,
         message: Message<'_>,
     ) {
-        ctx.broadcast_route(message);
+        ctx.publish(topic, message);
     }
 }

@@ -67,6 +67,10 @@ fn run(args: &Args) -> pawl::Result<()> {
     if let Some(tls) = args.tls_config()? {
         app = app.tls(tls);
     }
+    if let Some(url) = &args.redis {
+        // Topics (/broadcast) span every process sharing this Redis.
+        app = app.broker(url);
+    }
     let (app, _chat) = pawl_chat::setup::mount(
         app,
         &mut reactor,
