@@ -31,10 +31,13 @@ use crate::transport::Transport;
 /// It holds a slot and a generation, so an id kept after its connection
 /// closed never reaches the connection that later reuses the slot: sends to
 /// it report [`SendStatus::Dropped`].
+///
+/// Ids order by their slot in the connection table (then generation), so
+/// sets of them walk the table in memory order.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
-    pub(crate) generation: u32,
     pub(crate) key: u32,
+    pub(crate) generation: u32,
 }
 
 impl ConnId {

@@ -8,7 +8,7 @@
 
 mod broker;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
 use slab::Slab;
@@ -28,7 +28,11 @@ pub(crate) struct Topics<K> {
 #[derive(Debug)]
 struct Topic<K> {
     name: Box<str>,
-    members: HashSet<K>,
+    /// Ordered: a fan-out walks the members in the order of `K` (for
+    /// connections, their place in the connection table), so it touches
+    /// memory in order rather than at random (measured: 19,000 subscribers
+    /// in a hash set made a publish 1.33x the raw-TCP broadcast floor).
+    members: BTreeSet<K>,
 }
 
 impl<K> Default for Topics<K> {
@@ -41,7 +45,7 @@ impl<K> Default for Topics<K> {
     }
 }
 
-impl<K: Copy + Eq + Hash> Topics<K> {
+impl<K: Copy + Ord + Hash> Topics<K> {
     /// Subscribes `member` to `name`; false if it already was.
     /// `on_first` runs when `name` gets its first subscriber.
     pub(crate) fn subscribe(&mut self, member: K, name: &str, on_first: impl FnOnce()) -> bool {
@@ -51,7 +55,7 @@ impl<K: Copy + Eq + Hash> Topics<K> {
                 on_first();
                 let key = self.topics.insert(Topic {
                     name: name.into(),
-                    members: HashSet::new(),
+                    members: BTreeSet::new(),
                 });
                 self.by_name.insert(name.into(), key);
                 key
