@@ -1,10 +1,13 @@
 //! Running out of file descriptors (EMFILE): the `pawl` binary, its
 //! open-files limit lowered, refuses the connections it cannot hold at once
-//! (they are not left hanging in the backlog) and keeps serving the rest.
+//! (they are not left hanging in the backlog), keeps serving the rest, and
+//! does not write a log line per refusal.
 
 // The library's test helpers, shared rather than copied.
 #[path = "../../tests/util/mod.rs"]
 mod util;
+
+use std::time::Duration;
 
 use util::{Client, Pawl, wait_for};
 
@@ -14,7 +17,7 @@ const MAX_FDS: u64 = 64;
 
 #[test]
 fn connections_past_the_descriptor_limit_are_refused_at_once() {
-    let pawl = Pawl::start(&[], Some(MAX_FDS));
+    let (pawl, log) = Pawl::start_logged(&[], Some(MAX_FDS));
     let mut accepted = Vec::new();
     let mut refused = 0;
     for _ in 0..100 {
@@ -36,6 +39,18 @@ fn connections_past_the_descriptor_limit_are_refused_at_once() {
         accepted.len() > 20,
         "only {} connections accepted",
         accepted.len()
+    );
+    // One line per power of two refusals, not one per refusal.
+    let lines = log.until_quiet(Duration::from_millis(500));
+    let refusals: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("out of file descriptors"))
+        .collect();
+    assert!(!refusals.is_empty(), "refusals are logged: {lines:?}");
+    assert!(
+        refusals.len() <= 8,
+        "{refused} refusals wrote {} lines: {refusals:#?}",
+        refusals.len()
     );
     for (i, client) in accepted.iter_mut().enumerate() {
         client.send_text(&format!("still served {i}"));

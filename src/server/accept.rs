@@ -91,7 +91,14 @@ impl Acceptor {
         let shed = match self.listener.as_ref().map(TcpListener::accept) {
             Some(Ok((stream, peer))) => {
                 self.refused += 1;
-                warn!("out of file descriptors: refused {peer}");
+                // One line per power of two, as at max connections: running
+                // out under a flood must not flood the log as well.
+                if self.refused.is_power_of_two() {
+                    warn!(
+                        "out of file descriptors: refused {peer} ({} refused so far)",
+                        self.refused
+                    );
+                }
                 drop(stream);
                 Shed::One
             }

@@ -724,6 +724,19 @@ impl Pawl {
     /// with another if something grabbed it in between.
     #[track_caller]
     pub fn start(args: &[&str], max_fds: Option<u64>) -> Pawl {
+        Pawl::spawn(args, max_fds, Stdio::null)
+    }
+
+    /// Like [`Pawl::start`], with its log (at `--log-level warn`) captured.
+    #[track_caller]
+    pub fn start_logged(args: &[&str], max_fds: Option<u64>) -> (Pawl, LogLines) {
+        let mut pawl = Pawl::spawn(args, max_fds, Stdio::piped);
+        let log = LogLines::capture(&mut pawl.child);
+        (pawl, log)
+    }
+
+    #[track_caller]
+    fn spawn(args: &[&str], max_fds: Option<u64>, output: fn() -> Stdio) -> Pawl {
         for _ in 0..5 {
             let addr = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -733,8 +746,8 @@ impl Pawl {
                 .args(["--bind", &addr.to_string(), "--log-level", "warn"])
                 .args(args)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+                .stdout(output())
+                .stderr(output());
             if let Some(max) = max_fds {
                 // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
                 unsafe {
@@ -848,6 +861,19 @@ impl LogLines {
             });
         }
         LogLines { lines }
+    }
+
+    /// Every line that comes until none has come for `quiet`.
+    pub fn until_quiet(&self, quiet: Duration) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut lines = Vec::new();
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(quiet) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
     }
 
     /// Waits (bounded) for a line matching `want`; panics with every line
