@@ -59,15 +59,9 @@ fn node(redis: &redis_server::RedisServer) -> TestServer {
     TestServer::start(move || app().broker(&url).route("/ps", PubSub, &["*"]))
 }
 
-/// How many subscribers (nodes) Redis has for a topic's channel.
+/// How many nodes Redis has on a topic's channel.
 fn numsub(redis: &redis_server::RedisServer, topic: &str) -> u64 {
-    let reply = redis.raw(&format!("PUBSUB NUMSUB pawl:topic:{topic}"));
-    reply
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix(':'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a NUMSUB reply: {reply:?}"))
+    redis.numsub(&format!("pawl:topic:{topic}"))
 }
 
 #[track_caller]

@@ -20,13 +20,7 @@ use util::{Client, wait_for};
 
 /// Nodes listening to a topic's channel, by Redis' count.
 fn numsub(redis: &RedisServer, topic: &str) -> u64 {
-    let reply = redis.raw(&format!("PUBSUB NUMSUB pawl:topic:{topic}"));
-    reply
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix(':'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a NUMSUB reply: {reply:?}"))
+    redis.numsub(&format!("pawl:topic:{topic}"))
 }
 
 #[test]

@@ -131,6 +131,18 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("{command:?} to redis on {}: {e}", self.port))
     }
 
+    /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`).
+    #[track_caller]
+    pub fn numsub(&self, channel: &str) -> u64 {
+        let reply = self.raw(&format!("PUBSUB NUMSUB {channel}"));
+        reply
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix(':'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a NUMSUB reply: {reply:?}"))
+    }
+
     fn spawn(&mut self) -> Result<(), String> {
         let log = self.dir.join("redis.log");
         let mut child = Command::new(&self.binary)
