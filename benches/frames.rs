@@ -16,21 +16,12 @@ const LIMITS: Limits = Limits {
     max_message: 64 << 20,
 };
 
-/// A masked client frame, as a browser sends it: tungstenite (the oracle)
-/// writes it.
+#[path = "../tests/support/client_frame.rs"]
+mod support;
+
+/// A masked client frame, as a browser sends it.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    use tungstenite::protocol::frame::Frame;
-    use tungstenite::protocol::frame::coding::{Data, OpCode};
-    let data = if opcode == 1 {
-        Data::Text
-    } else {
-        Data::Binary
-    };
-    let mut frame = Frame::message(payload.to_vec(), OpCode::Data(data), true);
-    frame.header_mut().mask = Some([0x37, 0xfa, 0x21, 0x3d]);
-    let mut out = Vec::new();
-    frame.format(&mut out).expect("writing to a Vec");
-    out
+    support::masked_frame(0x80 | opcode, payload, [0x37, 0xfa, 0x21, 0x3d])
 }
 
 fn decode(c: &mut Criterion) {

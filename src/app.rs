@@ -192,7 +192,7 @@ impl App {
             config: self.config,
             tls,
             app: self.id,
-            broker: self.broker.as_deref(),
+            broker: self.broker,
         };
         let server = ServerCore::start(lp, setup)?;
         info!(

@@ -28,6 +28,12 @@ pub struct Server {
     pub(crate) app: AppId,
 }
 
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the server on {}", self.local_addr)
+    }
+}
+
 /// A number unique in the process for each [`App`](crate::App): routes
 /// are mounted before the app's server exists, so they name the app, and
 /// the loop knows which server serves it.

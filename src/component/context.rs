@@ -108,7 +108,18 @@ impl<'a, C> Context<'a, C> {
     /// context's route (of every route, in a context on the whole server).
     /// Returns how many took it.
     pub fn broadcast_route<'m>(&mut self, message: impl Into<Message<'m>>) -> usize {
-        let targets = self.net.open_connections(self.route);
+        let route = self.route;
+        self.broadcast_to(|net, targets| targets.extend(net.open_on(route)), message)
+    }
+
+    /// [`Context::broadcast`] to the targets `fill` lists, in a vector the
+    /// table lends (no allocation per fan-out).
+    fn broadcast_to<'m>(
+        &mut self,
+        fill: impl FnOnce(&Net, &mut Vec<ConnId>),
+        message: impl Into<Message<'m>>,
+    ) -> usize {
+        let targets = self.net.lend_targets(fill);
         let sent = self.broadcast(targets.iter().copied(), message);
         self.net.recycle_targets(targets);
         sent
@@ -154,10 +165,10 @@ impl<'a, C> Context<'a, C> {
     /// [`Context::publish`] to this server's subscribers only: how another
     /// node's publish is delivered here.
     pub(crate) fn publish_here(&mut self, topic: &str, message: Message<'_>) -> usize {
-        let targets = self.net.subscribers(topic);
-        let sent = self.broadcast(targets.iter().copied(), message);
-        self.net.recycle_targets(targets);
-        sent
+        self.broadcast_to(
+            |net, targets| net.topics.members_into(topic, targets),
+            message,
+        )
     }
 
     /// How many connections of this server subscribe to `topic`.
@@ -216,14 +227,7 @@ impl<'a, C> Context<'a, C> {
     /// The open connections of this context's route (of every route, in a
     /// context on the whole server).
     pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
-        let route = self.route;
-        self.net.conns.iter().filter_map(move |(key, c)| {
-            let on_route = route.is_none_or(|r| c.component() == r);
-            (c.phase == Phase::Open && on_route).then_some(ConnId {
-                key: key as u32,
-                generation: c.generation,
-            })
-        })
+        self.net.open_on(self.route)
     }
 
     /// Cancels a timer; false if it already fired or was cancelled.

@@ -105,30 +105,30 @@ impl Net {
     }
 
     /// The open connections of route `route` (of every route for `None`),
-    /// in a reused vector to give back with [`Net::recycle_targets`].
-    pub(crate) fn open_connections(&mut self, route: Option<u32>) -> Vec<ConnId> {
-        let mut targets = std::mem::take(&mut self.targets);
-        targets.clear();
-        targets.extend(self.conns.iter().filter_map(|(key, c)| {
+    /// in table order.
+    pub(crate) fn open_on(&self, route: Option<u32>) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns.iter().filter_map(move |(key, c)| {
             let on_route = route.is_none_or(|r| c.component() == r);
             (c.phase == Phase::Open && on_route).then_some(ConnId {
                 key: key as u32,
                 generation: c.generation,
             })
-        }));
-        targets
+        })
     }
 
-    /// The subscribers of topic `name`, in the reused vector of
-    /// [`Net::open_connections`].
-    pub(crate) fn subscribers(&mut self, name: &str) -> Vec<ConnId> {
+    /// A reused vector of fan-out targets, filled by `fill`; give it back
+    /// with [`Net::recycle_targets`].
+    pub(crate) fn lend_targets(
+        &mut self,
+        fill: impl FnOnce(&Net, &mut Vec<ConnId>),
+    ) -> Vec<ConnId> {
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
-        self.topics.members_into(name, &mut targets);
+        fill(self, &mut targets);
         targets
     }
 
-    /// Takes back the vector [`Net::open_connections`] lent.
+    /// Takes back the vector [`Net::lend_targets`] lent.
     pub(crate) fn recycle_targets(&mut self, targets: Vec<ConnId>) {
         self.targets = targets;
     }

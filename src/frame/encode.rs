@@ -3,8 +3,6 @@
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::header;
-#[cfg(test)]
-use super::mask::apply_mask;
 
 /// Appends a complete, unfragmented frame.
 pub fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
@@ -69,30 +67,6 @@ pub fn close(out: &mut Vec<u8>, code: u16, reason: &str) {
     payload[..2].copy_from_slice(&code.to_be_bytes());
     payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
     frame(out, OpCode::Control(Control::Close), &payload[..2 + end]);
-}
-
-/// Appends a client-to-server frame, masked with `mask`, as a browser sends
-/// it, for the decoder's tests. `first` is the frame's first byte (FIN, RSV
-/// bits, opcode), so malformed frames can be built too.
-#[cfg(test)]
-pub(crate) fn masked(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
-    out.reserve(payload.len() + 14);
-    out.push(first);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask);
 }
 
 #[cfg(test)]

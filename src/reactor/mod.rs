@@ -341,10 +341,8 @@ impl LoopHandle {
         self.names.retain(|(_, named)| *named != id);
         // A handler removed while it is lent out (None) is dropped by whoever
         // holds it when they find its slot gone.
-        if let Some(mut handler) = slot.handler
-            && let Err(e) = handler.deregister(self.poll.registry())
-        {
-            error!("deregistering a source failed: {e}");
+        if let Some(handler) = slot.handler {
+            drop_handler(handler, self.poll.registry());
         }
         true
     }
@@ -443,24 +441,20 @@ impl LoopHandle {
                     }
                 }
                 PostAction::Remove => {
-                    if let Err(e) = handler.deregister(registry) {
-                        error!("deregistering a source failed: {e}");
-                    }
+                    drop_handler(handler, registry);
                     self.handlers.remove(key);
                 }
             },
             // Removed while it was lent out.
-            _ => {
-                if let Err(e) = handler.deregister(registry) {
-                    error!("deregistering a source failed: {e}");
-                }
-            }
+            _ => drop_handler(handler, registry),
         }
         // Only what waited until now: a task whose source is still lent out
         // (an outer lender holds it) queues itself again, for that lender's
         // own put_back, instead of spinning here.
-        for task in std::mem::take(&mut self.waiting_for_slot) {
-            task(self);
+        if !self.waiting_for_slot.is_empty() {
+            for task in std::mem::take(&mut self.waiting_for_slot) {
+                task(self);
+            }
         }
     }
 
@@ -686,6 +680,13 @@ impl LoopHandle {
                 }
             }
         }
+    }
+}
+
+/// Takes a handler's sources out of the poll and drops it.
+fn drop_handler(mut handler: Box<dyn Handler>, registry: &Registry) {
+    if let Err(e) = handler.deregister(registry) {
+        error!("deregistering a source failed: {e}");
     }
 }
 

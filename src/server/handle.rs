@@ -125,10 +125,10 @@ impl ServerCore {
         f: impl FnOnce(&mut Context<'_>) -> R,
     ) -> Option<R> {
         self.net.tick(lp.now());
-        let what = self.describe();
+        let server = self.server;
         let result = {
-            let mut ctx = Context::new(&mut self.net, lp, self.server, None);
-            guard::call(&what, || f(&mut ctx)).ok()
+            let mut ctx = Context::new(&mut self.net, lp, server, None);
+            guard::call(&server, || f(&mut ctx)).ok()
         };
         self.settle(lp);
         result

@@ -110,10 +110,7 @@ impl ServerCore {
     pub(super) fn leave(&mut self, lp: &mut LoopHandle) {
         self.leaving = true;
         self.shutdown(lp);
-        if self.net.conns.is_empty() {
-            log::info!("{} stopped", self.describe());
-            lp.remove(self.server.id);
-        }
+        self.leave_if_done(lp);
     }
 
     /// Drops every remaining connection at once, telling components; for

@@ -74,7 +74,7 @@ pub(crate) struct ServerCore {
 }
 
 /// What an app hands the loop to start a server with.
-pub(crate) struct Setup<'a> {
+pub(crate) struct Setup {
     pub(crate) listener: TcpListener,
     pub(crate) router: Router,
     pub(crate) routes: Vec<Box<dyn Endpoint>>,
@@ -83,12 +83,12 @@ pub(crate) struct Setup<'a> {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) app: AppId,
     /// Redis URL of the topics broker, if any.
-    pub(crate) broker: Option<&'a str>,
+    pub(crate) broker: Option<String>,
 }
 
 impl ServerCore {
     /// Starts serving `setup.listener` on the loop.
-    pub(crate) fn start(lp: &mut LoopHandle, setup: Setup<'_>) -> Result<Server> {
+    pub(crate) fn start(lp: &mut LoopHandle, setup: Setup) -> Result<Server> {
         let Setup {
             mut listener,
             router,
@@ -101,24 +101,7 @@ impl ServerCore {
         config.validate()?;
         let local_addr = listener.local_addr()?;
         let broker = match broker {
-            Some(url) => {
-                let deliver: Deliver = Rc::new(move |lp, topic, message| {
-                    let key = lp.named(app.0).map(SourceKey::<ServerCore>::assume);
-                    let delivered = key.and_then(|key| {
-                        lp.try_with_source(key, |core, lp| {
-                            core.call_server(lp, |ctx| ctx.publish_here(topic, message))
-                        })
-                    });
-                    if delivered.is_none() {
-                        log::warn!(
-                            "topics: a message on {topic:?} from another node found no server"
-                        );
-                    }
-                });
-                let broker = Broker::connect(lp, url, deliver)
-                    .map_err(|e| Error::Config(format!("topics broker at {url}: {e}")))?;
-                Some(broker)
-            }
+            Some(url) => Some(connect_broker(lp, &url, app)?),
             None => None,
         };
         let sweep_every = config.sweep_interval();
@@ -164,7 +147,7 @@ impl ServerCore {
         match sub_key(event.token()) {
             None => {
                 if let Err(e) = self.acceptor.accept_all(&mut self.net, lp.registry()) {
-                    log::error!("{}: the listener failed ({e}); stopping", self.describe());
+                    log::error!("{}: the listener failed ({e}); stopping", self.server);
                     self.leave(lp);
                 }
             }
@@ -276,12 +259,17 @@ impl ServerCore {
                 self.holding_stop = false;
                 lp.release_stop();
             }
-            if self.leaving {
-                // Deliver the last on_close calls before the server goes.
-                self.settle(lp);
-                info!("{} stopped", self.describe());
-                lp.remove(self.server.id);
-            }
+            self.leave_if_done(lp);
+        }
+    }
+
+    /// Leaves the loop once [`Server::stop`] was asked and the last
+    /// connection is gone. The settle that is running (or the caller's)
+    /// still delivers the last `on_close` calls: the loop holds this server
+    /// until the current call returns.
+    fn leave_if_done(&mut self, lp: &mut LoopHandle) {
+        if self.leaving && self.net.conns.is_empty() && lp.remove(self.server.id) {
+            info!("{} stopped", self.server);
         }
     }
 
@@ -307,8 +295,9 @@ impl ServerCore {
         lp.defer(|_| {});
     }
 
-    fn describe(&self) -> String {
-        format!("the server on {}", self.server.local_addr)
+    /// The key of the server that serves app `app`, while it is on the loop.
+    fn key_of(lp: &LoopHandle, app: AppId) -> Option<SourceKey<ServerCore>> {
+        lp.named(app.0).map(SourceKey::assume)
     }
 }
 
@@ -332,12 +321,29 @@ impl Handler for ServerCore {
     }
 
     fn describe(&self) -> String {
-        ServerCore::describe(self)
+        self.server.to_string()
     }
 
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
+}
+
+/// Connects the topics broker of app `app`: other nodes' publishes reach
+/// the subscribers of the server serving it.
+fn connect_broker(lp: &mut LoopHandle, url: &str, app: AppId) -> Result<Broker> {
+    let deliver: Deliver = Rc::new(move |lp, topic, message| {
+        let delivered = ServerCore::key_of(lp, app).and_then(|key| {
+            lp.try_with_source(key, |core, lp| {
+                core.call_server(lp, |ctx| ctx.publish_here(topic, message))
+            })
+        });
+        if delivered.is_none() {
+            log::warn!("topics: a message on {topic:?} from another node found no server");
+        }
+    });
+    Broker::connect(lp, url, deliver)
+        .map_err(|e| Error::Config(format!("topics broker at {url}: {e}")))
 }
 
 /// Sweeps every `every` while the server exists (a one-shot timer that

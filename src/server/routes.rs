@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::guard::{self, Panicked};
 use crate::handles::{Route, Server};
 use crate::message::Message;
-use crate::reactor::{LoopHandle, SourceKey};
+use crate::reactor::LoopHandle;
 
 use super::ServerCore;
 
@@ -90,15 +90,7 @@ impl<C: Component> Mounted<C> {
         let Some(mut session) = self.sessions.take(key) else {
             return Ok(());
         };
-        let Mounted {
-            component,
-            sessions,
-            path,
-        } = self;
-        let result = {
-            let mut ctx = Context::new(env.net, env.lp, env.server, Some((env.index, sessions)));
-            guard::call(&RouteName(path), || f(component, &mut ctx, &mut session))
-        };
+        let result = self.call(env, |c, ctx| f(c, ctx, &mut session));
         self.sessions.put_back(key, session);
         result
     }
@@ -121,16 +113,9 @@ impl<C: Component> Mounted<C> {
 
 impl<C: Component> Endpoint for Mounted<C> {
     fn open(&mut self, env: Env<'_>, conn: ConnId) -> Result<u32, Panicked> {
-        let Mounted {
-            component,
-            sessions,
-            path,
-        } = self;
-        let session = {
-            let mut ctx = Context::new(env.net, env.lp, env.server, Some((env.index, sessions)));
-            guard::call(&RouteName(path), || component.on_open(&mut ctx, conn))?
-        };
-        Ok(self.sessions.insert(session))
+        let mut session = None;
+        self.call(env, |c, ctx| session = Some(c.on_open(ctx, conn)))?;
+        Ok(session.map_or(0, |session| self.sessions.insert(session)))
     }
 
     fn message(
@@ -202,10 +187,9 @@ impl LoopHandle {
         route: Route<C>,
         f: impl FnOnce(&mut C, &mut Context<'_, C>) + 'static,
     ) -> bool {
-        let Some(server) = self.named(route.app.0) else {
+        let Some(key) = ServerCore::key_of(self, route.app) else {
             return false;
         };
-        let key = SourceKey::<ServerCore>::assume(server);
         self.with_source(key, move |core, lp| core.call_route(lp, route.index, f))
     }
 }
@@ -220,8 +204,7 @@ impl LoopHandle {
         route: Route<C>,
         f: impl FnOnce(&mut C, &mut Context<'_, C>) -> R,
     ) -> Option<R> {
-        let server = self.named(route.app.0)?;
-        let key = SourceKey::<ServerCore>::assume(server);
+        let key = ServerCore::key_of(self, route.app)?;
         self.try_with_source(key, move |core, lp| {
             let mut result = None;
             core.call_route(lp, route.index, |c, ctx| result = Some(f(c, ctx)));

@@ -637,27 +637,14 @@ pub fn upgrade_request(path: &str, extra: &[&str]) -> String {
     request
 }
 
-/// A masked client frame (`fin`, `opcode`, payload) in wire format, built
-/// here byte by byte (RFC 6455 §5.2) so the tests do not trust the
-/// library's own encoder.
+#[path = "../support/client_frame.rs"]
+mod support_frame;
+
+/// A masked client frame (`fin`, `opcode`, payload) in wire format, written
+/// by tungstenite so the tests do not trust the library's own encoder.
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(if fin { 0x80 } else { 0 } | (opcode & 0x0f));
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
+    let first = if fin { 0x80 } else { 0 } | (opcode & 0x0f);
+    support_frame::masked_frame(first, payload, [0x37, 0xfa, 0x21, 0x3d])
 }
 
 /// Parses one server frame from the front of `bytes`: (opcode, payload,

@@ -6,11 +6,12 @@ const LIMITS: Limits = Limits {
 };
 const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
 
+#[path = "../../../tests/support/client_frame.rs"]
+mod client_frame;
+
 /// A client frame: `first` is the FIN/RSV/opcode byte.
 fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    crate::frame::encode::masked(&mut out, first, payload, MASK);
-    out
+    client_frame::masked_frame(first, payload, MASK)
 }
 
 /// Decodes everything in `bytes`, rendering each unit as a string.
