@@ -241,34 +241,23 @@ fn a_panicking_source_is_removed_and_the_loop_goes_on() {
 /// nothing spins.
 #[test]
 fn work_for_a_source_lent_further_out_waits_for_that_lender() {
-    struct Plain(Rc<RefCell<Vec<&'static str>>>);
-    impl Handler for Plain {
-        fn ready(&mut self, _: &Event, _: &mut LoopHandle) -> PostAction {
-            PostAction::Continue
-        }
-        fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
-            Ok(())
-        }
-        fn deregister(&mut self, _: &Registry) -> io::Result<()> {
-            Ok(())
-        }
-        fn as_any(&mut self) -> &mut dyn Any {
-            self
-        }
-    }
     let mut reactor = Reactor::new().expect("reactor");
     let log = Rc::new(RefCell::new(Vec::new()));
-    let a = reactor.insert(Plain(log.clone()));
-    let b = reactor.insert(Plain(log.clone()));
+    let tally = || Tally {
+        log: log.clone(),
+        me: None,
+    };
+    let a = reactor.insert(tally());
+    let b = reactor.insert(tally());
     reactor.with_source(a, move |a_value, lp| {
-        a_value.0.borrow_mut().push("in a");
+        a_value.log.borrow_mut().push("in a");
         lp.with_source(b, move |b_value, lp| {
-            b_value.0.borrow_mut().push("in b");
+            b_value.log.borrow_mut().push("in b");
             // a is lent out by the outermost call: this waits for it.
-            lp.with_source(a, |a_value, _| a_value.0.borrow_mut().push("a again"));
-            b_value.0.borrow_mut().push("b ends");
+            lp.with_source(a, |a_value, _| a_value.log.borrow_mut().push("a again"));
+            b_value.log.borrow_mut().push("b ends");
         });
-        a_value.0.borrow_mut().push("a ends");
+        a_value.log.borrow_mut().push("a ends");
     });
     assert_eq!(
         *log.borrow(),
