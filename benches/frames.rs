@@ -14,6 +14,7 @@ use pawl::frame::{Decoder, Incoming, Limits, encode};
 const LIMITS: Limits = Limits {
     max_frame: 64 << 20,
     max_message: 64 << 20,
+    deflate: false,
 };
 
 #[path = "../tests/support/client_frame.rs"]

@@ -10,6 +10,7 @@ use mio::net::TcpListener;
 use crate::component::Component;
 use crate::config::ServerConfig;
 use crate::connection::MAX_ROUTES;
+use crate::deflate::Compression;
 use crate::error::{Error, Result};
 use crate::handles::{AppId, Route, Server};
 use crate::http::{HttpRequest, HttpResponse};
@@ -144,9 +145,22 @@ impl App {
                 component: index,
                 origins: origins.into(),
                 protocols,
+                compression: None,
             },
         );
         Route::new(self.id, index as u32)
+    }
+
+    /// Gives the WebSocket route at `path` (mounted before) a
+    /// permessage-deflate mode of its own, instead of the server's
+    /// [`ServerConfig::compression`]: `Off` for a route whose messages are
+    /// already compressed, say, or `Dedicated` for one of small, similar
+    /// messages. Logs an error if no WebSocket route is mounted at `path`.
+    pub fn route_compression(mut self, path: &str, mode: Compression) -> Self {
+        if !self.router.set_compression(path, mode) {
+            log::error!("route_compression: no WebSocket route at {path}");
+        }
+        self
     }
 
     /// Serves plain HTTP on `path` (a page, a health check). Each response

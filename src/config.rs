@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::deflate::Compression;
 use crate::error::{Error, Result};
 use crate::proxy::TrustedProxies;
 
@@ -61,6 +62,16 @@ pub struct ServerConfig {
     /// [`Context::remote_addr`](crate::Context::remote_addr)). Default
     /// none: the header is ignored, since a direct client could forge it.
     pub trusted_proxies: TrustedProxies,
+    /// permessage-deflate for every WebSocket route that does not choose
+    /// its own ([`App::route_compression`](crate::App::route_compression)).
+    /// Default [`Compression::Off`]: the library compresses only when asked
+    /// (the `pawl` binary asks for [`Compression::Shared`]).
+    pub compression: Compression,
+    /// Messages shorter than this are sent uncompressed even on a
+    /// connection that negotiated compression: below it DEFLATE's block
+    /// overhead eats most of the gain and the CPU is spent for nothing.
+    /// Default 128 bytes.
+    pub compression_threshold: usize,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +88,8 @@ impl Default for ServerConfig {
             backpressure_threshold: 1 << 20,
             max_backpressure: 64 << 20,
             trusted_proxies: TrustedProxies::default(),
+            compression: Compression::Off,
+            compression_threshold: 128,
         }
     }
 }
@@ -91,6 +104,18 @@ impl ServerConfig {
     /// Sets the largest frame, in bytes.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.websocket.max_frame_size = Some(bytes);
+        self
+    }
+
+    /// Sets [`ServerConfig::compression`].
+    pub fn compression(mut self, mode: Compression) -> Self {
+        self.compression = mode;
+        self
+    }
+
+    /// Sets [`ServerConfig::compression_threshold`].
+    pub fn compression_threshold(mut self, bytes: usize) -> Self {
+        self.compression_threshold = bytes;
         self
     }
 

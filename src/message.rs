@@ -1,5 +1,6 @@
 //! Messages as components receive and send them.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::rc::Rc;
 
@@ -93,16 +94,47 @@ impl OwnedMessage {
 }
 
 /// A message encoded once as a frame, to be sent to many connections
-/// without encoding it again (see [`Context::prepare`](crate::Context::prepare)).
+/// without encoding it again (see [`Context::prepare`](crate::Context::prepare)),
+/// and compressed at most once for all the connections that share the
+/// loop's compressor.
 #[derive(Clone)]
 pub struct PreparedMessage {
-    pub(crate) frame: Rc<[u8]>,
+    pub(crate) inner: Rc<Prepared>,
+}
+
+/// What a [`PreparedMessage`] shares between its clones.
+pub(crate) struct Prepared {
+    /// The plain frame.
+    pub(crate) frame: Box<[u8]>,
+    pub(crate) text: bool,
+    /// Where the payload starts in `frame`.
+    payload_start: usize,
+    /// The frame compressed without context, made on first use.
+    pub(crate) compressed: OnceCell<Box<[u8]>>,
+}
+
+impl Prepared {
+    /// `frame` (a whole frame carrying `payload_len` bytes) as prepared.
+    pub(crate) fn new(frame: Vec<u8>, text: bool, payload_len: usize) -> Prepared {
+        Prepared {
+            payload_start: frame.len() - payload_len,
+            frame: frame.into(),
+            text,
+            compressed: OnceCell::new(),
+        }
+    }
+
+    /// The message's payload.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.frame[self.payload_start..]
+    }
 }
 
 impl fmt::Debug for PreparedMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PreparedMessage")
-            .field("frame_len", &self.frame.len())
+            .field("frame_len", &self.inner.frame.len())
+            .field("compressed", &self.inner.compressed.get().map(|c| c.len()))
             .finish()
     }
 }

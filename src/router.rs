@@ -3,6 +3,7 @@
 use std::fmt;
 use std::rc::Rc;
 
+use crate::deflate::Compression;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Which `Origin` headers a WebSocket route accepts.
@@ -105,12 +106,14 @@ pub type HttpHandler = Rc<dyn Fn(&HttpRequest) -> HttpResponse>;
 
 /// What a path leads to.
 pub(crate) enum Target {
-    /// A WebSocket route: the index of its component, its origins, and the
-    /// subprotocols it speaks in order of preference.
+    /// A WebSocket route: the index of its component, its origins, the
+    /// subprotocols it speaks in order of preference, and its compression
+    /// mode when it has one of its own (the server's otherwise).
     WebSocket {
         component: usize,
         origins: Origins,
         protocols: Vec<String>,
+        compression: Option<Compression>,
     },
     /// A plain HTTP route.
     Http(HttpHandler),
@@ -135,6 +138,18 @@ impl Router {
     pub(crate) fn find(&self, path: &str) -> Option<&Target> {
         // A handful of routes: a linear scan beats hashing here.
         self.routes.iter().find(|(p, _)| p == path).map(|(_, t)| t)
+    }
+
+    /// Gives the WebSocket route at `path` a compression mode of its own;
+    /// false if there is no such route.
+    pub(crate) fn set_compression(&mut self, path: &str, mode: Compression) -> bool {
+        match self.routes.iter_mut().find(|(p, _)| p == path) {
+            Some((_, Target::WebSocket { compression, .. })) => {
+                *compression = Some(mode);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The paths of WebSocket routes and HTTP routes, for the startup log.
@@ -196,6 +211,7 @@ mod tests {
                 component: 0,
                 origins: origins.clone(),
                 protocols: Vec::new(),
+                compression: None,
             },
         );
         router.insert(
@@ -204,6 +220,7 @@ mod tests {
                 component: 1,
                 origins,
                 protocols: Vec::new(),
+                compression: None,
             },
         );
         assert!(matches!(

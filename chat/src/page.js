@@ -74,6 +74,10 @@ function connect() {
   ws.onopen = () => {
     attempt = 0;
     setState("online", "connected");
+    // What the browser and the server agreed on, e.g. permessage-deflate:
+    // shown on hover over the connection state.
+    document.body.dataset.extensions = ws.extensions;
+    $("state").title = ws.extensions ? "extensions: " + ws.extensions : "no extensions";
     if (me && saved) {
       // A reconnect: the same name with its token, only what was missed.
       pendingJoin = joinMessage(me.name, me.profile);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use log::LevelFilter;
-use pawl::{ServerConfig, TlsConfig, TrustedProxies};
+use pawl::{Compression, ServerConfig, TlsConfig, TrustedProxies};
 use pawl_chat::ChatConfig;
 use pawl_chat::setup::StoreConfig;
 
@@ -83,6 +83,18 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_backpressure: usize,
 
+    /// permessage-deflate on every WebSocket route: `off`; `shared` (no
+    /// context takeover: one compressor for the process, nothing per idle
+    /// connection, a broadcast compressed once); `dedicated` or
+    /// `dedicated:BITS` (a compressor per connection with a window of
+    /// 2^BITS, 9 to 15, default 12: better ratios, more memory).
+    #[arg(long, value_name = "MODE", default_value = "shared")]
+    pub compression: Compression,
+
+    /// Messages shorter than this are sent uncompressed.
+    #[arg(long, value_name = "BYTES", default_value_t = 128)]
+    pub compression_threshold: usize,
+
     /// Keep the chat's backlog in Redis (e.g. redis://127.0.0.1:6379);
     /// without it the backlog lives in memory only.
     #[arg(long, value_name = "URL")]
@@ -130,6 +142,8 @@ impl Args {
             .max_request_size(self.max_request_size)
             .backpressure_threshold(self.backpressure_threshold)
             .max_backpressure(self.max_backpressure)
+            .compression(self.compression)
+            .compression_threshold(self.compression_threshold)
             .trusted_proxies(self.trusted_proxies()?);
         config.validate()?;
         Ok(config)

@@ -209,6 +209,20 @@ async fn alice_and_bob_chat_in_two_browsers() {
         join(&bob, &base, "bob", "on a coffee break", 4, None).await;
         wait_text(&alice, "#users li", "bob").await;
 
+        // The binary compresses by default (`--compression shared`): the
+        // browser offered permessage-deflate and the page's `ws.extensions`
+        // says it was agreed, without context takeover.
+        let extensions = alice
+            .execute("return document.body.dataset.extensions || ''", vec![])
+            .await
+            .expect("read ws.extensions");
+        let extensions = extensions.as_str().unwrap_or_default();
+        assert!(
+            extensions.starts_with("permessage-deflate")
+                && extensions.contains("server_no_context_takeover"),
+            "ws.extensions: {extensions:?}"
+        );
+
         // A public message, sent with Enter.
         type_and_enter(&alice, "Hello bob! Welcome to the pawl chat.").await;
         wait_text(&bob, "#list .msg .text", "Hello bob!").await;

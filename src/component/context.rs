@@ -17,7 +17,7 @@ use crate::frame::encode;
 use crate::guard;
 use crate::handles::{Route, Server, ServerHandle};
 use crate::http::HttpRequest;
-use crate::message::{Message, PreparedMessage};
+use crate::message::{Message, Prepared, PreparedMessage};
 use crate::reactor::{LoopHandle, TimerId};
 
 /// Handed to every [`Component`] callback as `Context<'_, Self>`, and to
@@ -76,13 +76,17 @@ impl<'a, C> Context<'a, C> {
         let mut frame = Vec::new();
         encode::message(&mut frame, message.is_text(), message.as_bytes());
         PreparedMessage {
-            frame: frame.into(),
+            inner: Rc::new(Prepared::new(
+                frame,
+                message.is_text(),
+                message.as_bytes().len(),
+            )),
         }
     }
 
     /// Sends a message encoded by [`Context::prepare`].
     pub fn send_prepared(&mut self, conn: ConnId, message: &PreparedMessage) -> SendStatus {
-        self.net.send_frame(conn, &message.frame)
+        self.net.send_prepared(conn, &message.inner)
     }
 
     /// Sends one message to many connections, encoding it once. Returns how
@@ -92,16 +96,7 @@ impl<'a, C> Context<'a, C> {
         conns: impl IntoIterator<Item = ConnId>,
         message: impl Into<Message<'m>>,
     ) -> usize {
-        let message = message.into();
-        let mut frame = std::mem::take(&mut self.net.scratch);
-        frame.clear();
-        encode::message(&mut frame, message.is_text(), message.as_bytes());
-        let sent = conns
-            .into_iter()
-            .filter(|&conn| self.net.send_frame(conn, &frame) != SendStatus::Dropped)
-            .count();
-        self.net.scratch = frame;
-        sent
+        self.net.fan_out(conns, message.into())
     }
 
     /// Sends one message, encoded once, to every open connection of this

@@ -40,6 +40,11 @@ pub(crate) mod flag {
     pub(crate) const DOOMED: u8 = 16;
     /// Input arrived since the last sweep: keep buffers between messages.
     pub(crate) const RECENT: u8 = 32;
+    /// permessage-deflate was agreed: the peer may send compressed messages,
+    /// and the connection may be listed in [`super::Net::codecs`].
+    pub(crate) const DEFLATE: u8 = 64;
+    /// Messages at or above the compression threshold are sent compressed.
+    pub(crate) const COMPRESS: u8 = 128;
 }
 
 /// One client connection. Kept small: an idle connection holds no buffer.

@@ -15,8 +15,10 @@ use slab::Slab;
 use super::{ConnId, Connection, Pending, Phase, RETAINED_BUFFER, SendStatus, flag, lend_out};
 use crate::close::CloseReason;
 use crate::config::ServerConfig;
+use crate::deflate::codecs::Codecs;
 use crate::error::{Error, Limit};
 use crate::frame::{Violation, close_code, encode};
+use crate::message::Message;
 use crate::reactor::SourceId;
 use crate::topics::{Broker, Topics};
 
@@ -50,6 +52,14 @@ pub(crate) struct Net {
     pub(crate) topics: Topics<ConnId>,
     /// The other nodes' side of the topics, with a Redis broker.
     pub(crate) broker: Option<Broker>,
+    /// permessage-deflate's compressors and decompressors.
+    pub(crate) codecs: Codecs,
+    /// Reused for a compressed payload, then for a compressed frame sent to
+    /// many connections.
+    deflated: Vec<u8>,
+    deflated_frame: Vec<u8>,
+    /// Reused for an inflated message.
+    pub(crate) inflated: Vec<u8>,
 }
 
 impl Net {
@@ -70,6 +80,10 @@ impl Net {
             targets: Vec::new(),
             topics: Topics::default(),
             broker: None,
+            codecs: Codecs::default(),
+            deflated: Vec::new(),
+            deflated_frame: Vec::new(),
+            inflated: Vec::new(),
         }
     }
 
@@ -163,9 +177,99 @@ impl Net {
         self.queue(id, |out| encode::append(out, frame))
     }
 
-    /// Encodes a message straight into the connection's output buffer.
+    /// Encodes a message straight into the connection's output buffer,
+    /// compressed when the connection agreed to permessage-deflate and the
+    /// message is long enough.
     pub(crate) fn send_message(&mut self, id: ConnId, text: bool, payload: &[u8]) -> SendStatus {
-        self.queue(id, |out| encode::message(out, text, payload))
+        if !self.compresses(id, payload.len()) {
+            return self.queue(id, |out| encode::message(out, text, payload));
+        }
+        let mut deflated = std::mem::take(&mut self.deflated);
+        deflated.clear();
+        self.codecs.deflate(id.key, payload, &mut deflated);
+        let status = self.queue(id, |out| encode::compressed(out, text, &deflated));
+        self.deflated = retained(deflated);
+        status
+    }
+
+    /// True if a message of `len` bytes to `id` goes compressed. Checked
+    /// before anything is compressed: a stale `id` must not advance the
+    /// dedicated state of the connection now in its slot.
+    fn compresses(&self, id: ConnId, len: usize) -> bool {
+        len >= self.config.compression_threshold
+            && self.get(id).is_some_and(|c| {
+                c.has(flag::COMPRESS) && c.phase == Phase::Open && !c.has(flag::DOOMED)
+            })
+    }
+
+    /// Sends one message to every connection `targets` lists, encoding it
+    /// at most once plainly and once compressed for all shared-mode
+    /// connections (a dedicated-mode one compresses with its own window).
+    /// Returns how many took it.
+    pub(crate) fn fan_out(
+        &mut self,
+        targets: impl IntoIterator<Item = ConnId>,
+        message: Message<'_>,
+    ) -> usize {
+        let (text, payload) = (message.is_text(), message.as_bytes());
+        let mut plain = std::mem::take(&mut self.scratch);
+        plain.clear();
+        encode::message(&mut plain, text, payload);
+        let mut compressed = std::mem::take(&mut self.deflated_frame);
+        compressed.clear();
+        let mut sent = 0;
+        for id in targets {
+            let status = if !self.compresses(id, payload.len()) {
+                self.send_frame(id, &plain)
+            } else if self.codecs.is_dedicated(id.key) {
+                self.send_message(id, text, payload)
+            } else {
+                if compressed.is_empty() {
+                    self.shared_frame(text, payload, &mut compressed);
+                }
+                self.send_frame(id, &compressed)
+            };
+            sent += usize::from(status != SendStatus::Dropped);
+        }
+        self.scratch = plain;
+        self.deflated_frame = retained(compressed);
+        sent
+    }
+
+    /// Writes `payload` as one frame compressed without context, which any
+    /// shared-mode connection can be sent.
+    pub(crate) fn shared_frame(&mut self, text: bool, payload: &[u8], frame: &mut Vec<u8>) {
+        let mut deflated = std::mem::take(&mut self.deflated);
+        deflated.clear();
+        self.codecs.deflate_shared(payload, &mut deflated);
+        encode::compressed(frame, text, &deflated);
+        self.deflated = retained(deflated);
+    }
+
+    /// Sends a message prepared once for many connections: its plain frame,
+    /// or its compressed one (made on first use) to a shared-mode
+    /// connection.
+    pub(crate) fn send_prepared(
+        &mut self,
+        id: ConnId,
+        prepared: &crate::message::Prepared,
+    ) -> SendStatus {
+        let payload = prepared.payload();
+        if !self.compresses(id, payload.len()) {
+            return self.send_frame(id, &prepared.frame);
+        }
+        if self.codecs.is_dedicated(id.key) {
+            return self.send_message(id, prepared.text, payload);
+        }
+        let frame = match prepared.compressed.get() {
+            Some(frame) => frame,
+            None => {
+                let mut frame = Vec::new();
+                self.shared_frame(prepared.text, payload, &mut frame);
+                prepared.compressed.get_or_init(|| frame.into())
+            }
+        };
+        self.send_frame(id, frame)
     }
 
     /// Appends to an open connection's output with `write`, then applies the
@@ -460,5 +564,14 @@ impl Net {
                 self.doom(key, CloseReason::Io(e.kind()));
             }
         }
+    }
+}
+
+/// `buf` back for reuse, unless a large message left it too big to keep.
+fn retained(buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > RETAINED_BUFFER {
+        Vec::new()
+    } else {
+        buf
     }
 }

@@ -165,3 +165,77 @@ fn a_stale_id_reaches_nothing() {
     assert_eq!(net.send_message(stale, true, b"x"), SendStatus::Dropped);
     assert!(net.dirty.is_empty());
 }
+
+/// A table with `count` open connections that agreed to permessage-deflate
+/// as `agreed` says, each with room for anything.
+fn deflate_connections(count: usize, agreed: &[u8]) -> (Net, Vec<ConnId>) {
+    let config = ServerConfig::default().compression(crate::Compression::Shared);
+    let (mut net, first) = open_connection(usize::MAX, config.clone());
+    let mut ids = vec![first];
+    for _ in 1..count {
+        let (other, id) = open_connection(usize::MAX, config.clone());
+        let conn = other.conns.into_iter().next().expect("one").1;
+        let key = net.conns.insert(conn) as u32;
+        ids.push(ConnId {
+            key,
+            generation: id.generation,
+        });
+    }
+    let mode = if agreed == b"dedicated" {
+        crate::Compression::dedicated()
+    } else {
+        crate::Compression::Shared
+    };
+    let agreed =
+        crate::deflate::offer::negotiate([&b"permessage-deflate"[..]], mode).expect("accepted");
+    for id in &ids {
+        net.conns[id.key as usize].flags |= flag::DEFLATE | flag::COMPRESS;
+        net.codecs.open(id.key, &agreed);
+    }
+    (net, ids)
+}
+
+#[test]
+fn a_fan_out_is_compressed_once_in_shared_mode_and_per_connection_in_dedicated() {
+    let text = "{\"type\":\"message\",\"text\":\"hello hello hello hello\"}".repeat(10);
+    let (mut net, ids) = deflate_connections(5, b"shared");
+    let message = crate::Message::Text(&text);
+    assert_eq!(net.fan_out(ids.iter().copied(), message), 5);
+    assert_eq!(net.codecs.messages_deflated, 1);
+    // Every connection got the same compressed frame, RSV1 set.
+    let frames: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|&id| net.conns[id.key as usize].out.clone())
+        .collect();
+    assert_eq!(frames[0][0], 0xc1);
+    assert!(frames[0].len() < text.len() / 2);
+    assert!(frames.iter().all(|f| *f == frames[0]));
+    // A prepared message too: compressed on first use, once.
+    let prepared = crate::message::Prepared::new(frame(&text), true, text.len());
+    for &id in &ids {
+        assert_eq!(net.send_prepared(id, &prepared), SendStatus::Sent);
+    }
+    assert_eq!(net.codecs.messages_deflated, 2);
+    // Below the threshold nothing is compressed.
+    net.fan_out(ids.iter().copied(), crate::Message::Text("short"));
+    assert_eq!(net.codecs.messages_deflated, 2);
+
+    let (mut net, ids) = deflate_connections(3, b"dedicated");
+    net.fan_out(ids.iter().copied(), message);
+    assert_eq!(net.codecs.messages_deflated, 3);
+}
+
+#[test]
+fn a_stale_id_does_not_touch_the_compressor_of_the_connection_in_its_slot() {
+    let (mut net, ids) = deflate_connections(1, b"dedicated");
+    let stale = ConnId {
+        generation: ids[0].generation.wrapping_add(1),
+        ..ids[0]
+    };
+    let text = "x".repeat(500);
+    assert_eq!(
+        net.send_message(stale, true, text.as_bytes()),
+        SendStatus::Dropped
+    );
+    assert_eq!(net.codecs.messages_deflated, 0);
+}

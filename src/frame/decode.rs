@@ -46,13 +46,19 @@ const fn violation(code: u16, reason: &'static str) -> Violation {
     Violation { code, reason }
 }
 
-/// Size limits the decoder enforces, from tungstenite's `WebSocketConfig`.
+/// What the decoder enforces on a connection: the size limits, from
+/// tungstenite's `WebSocketConfig`, and whether permessage-deflate was
+/// negotiated (RSV1 allowed on a message's first frame).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest frame payload, in bytes.
     pub max_frame: usize,
-    /// Largest message (all fragments together), in bytes.
+    /// Largest message (all fragments together), in bytes; a compressed
+    /// message is held to it both compressed and once inflated.
     pub max_message: usize,
+    /// permessage-deflate was negotiated: a message whose first frame has
+    /// RSV1 set comes out as [`Incoming::Compressed`].
+    pub deflate: bool,
 }
 
 /// One decoded unit of input.
@@ -62,6 +68,14 @@ pub enum Incoming<'a> {
     Text(&'a str),
     /// A whole binary message.
     Binary(&'a [u8]),
+    /// A whole message compressed with permessage-deflate, to be inflated
+    /// (and, for text, checked as UTF-8 after inflating).
+    Compressed {
+        /// A text message (else binary).
+        text: bool,
+        /// The compressed payload, all fragments together.
+        payload: &'a [u8],
+    },
     /// A ping with its payload, to be answered with a pong.
     Ping(&'a [u8]),
     /// A pong.
@@ -74,6 +88,8 @@ pub enum Incoming<'a> {
 #[derive(Debug)]
 struct Partial {
     text: bool,
+    /// Compressed (RSV1 on its first frame): checked only once inflated.
+    compressed: bool,
     data: Vec<u8>,
     /// Bytes of `data` known to be valid UTF-8 (text only), so each fragment
     /// is checked once and a bad sequence fails as soon as it arrives.
@@ -90,7 +106,7 @@ struct Partial {
 ///
 /// // A masked client text frame "Hi" (mask 1, 2, 3, 4).
 /// let mut bytes = vec![0x81, 0x82, 1, 2, 3, 4, b'H' ^ 1, b'i' ^ 2];
-/// let limits = Limits { max_frame: 1 << 20, max_message: 1 << 20 };
+/// let limits = Limits { max_frame: 1 << 20, max_message: 1 << 20, deflate: false };
 /// let mut decoder = Decoder::default();
 /// let mut pos = 0;
 /// let unit = decoder.decode(&mut bytes, &mut pos, limits);
@@ -120,7 +136,7 @@ impl Decoder {
         }
         // Find the next unit without holding a borrow across iterations, then
         // borrow once for the result.
-        let (opcode, range, ascii) = loop {
+        let (header, range, ascii) = loop {
             let Some((header, range, ascii)) = self.next_frame(buf, pos, limits)? else {
                 return Ok(None);
             };
@@ -129,6 +145,7 @@ impl Decoder {
                 OpCode::Data(Data::Text | Data::Binary) if !header.fin => {
                     let mut partial = Box::new(Partial {
                         text: header.opcode == OpCode::Data(Data::Text),
+                        compressed: header.rsv1,
                         data: Vec::new(),
                         checked: 0,
                         done: false,
@@ -146,17 +163,22 @@ impl Decoder {
                     partial.append(payload, header.fin)?;
                     if header.fin {
                         partial.done = true;
-                        break (header.opcode, None, false);
+                        break (header, None, false);
                     }
                 }
-                opcode => break (opcode, Some(range), ascii),
+                _ => break (header, Some(range), ascii),
             }
         };
         let Some(range) = range else {
             // A fragmented message just completed; `append` validated it.
             let partial = self.partial.as_deref().filter(|p| p.done);
             return Ok(partial.map(|p| {
-                if p.text {
+                if p.compressed {
+                    Incoming::Compressed {
+                        text: p.text,
+                        payload: &p.data,
+                    }
+                } else if p.text {
                     // `append` validated every fragment, so this cannot fail;
                     // the re-check costs only on the rare fragmented path.
                     Incoming::Text(utf8::as_str(&p.data).unwrap_or_default())
@@ -166,7 +188,13 @@ impl Decoder {
             }));
         };
         let payload = &buf[range];
-        Ok(Some(match opcode {
+        if header.rsv1 {
+            return Ok(Some(Incoming::Compressed {
+                text: header.opcode == OpCode::Data(Data::Text),
+                payload,
+            }));
+        }
+        Ok(Some(match header.opcode {
             OpCode::Control(Control::Ping) => Incoming::Ping(payload),
             OpCode::Control(Control::Pong) => Incoming::Pong,
             OpCode::Control(Control::Close) => close_frame(payload)?,
@@ -193,7 +221,7 @@ impl Decoder {
         limits: Limits,
     ) -> Result<Option<(Header, std::ops::Range<usize>, bool)>, Violation> {
         let start = *pos;
-        let Some(header) = header::parse(&buf[start..])? else {
+        let Some(header) = header::parse(&buf[start..], limits.deflate)? else {
             return Ok(None);
         };
         if header.len > limits.max_frame as u64 {
@@ -226,7 +254,7 @@ impl Decoder {
         *pos = payload_start + len;
         let range = payload_start..payload_start + len;
         let payload = &mut buf[range.clone()];
-        let ascii = if header.opcode == OpCode::Data(Data::Text) && header.fin {
+        let ascii = if header.opcode == OpCode::Data(Data::Text) && header.fin && !header.rsv1 {
             unmask_ascii(payload, header.mask)
         } else {
             apply_mask(payload, header.mask);
@@ -239,7 +267,7 @@ impl Decoder {
 impl Partial {
     fn append(&mut self, fragment: &[u8], is_final: bool) -> Result<(), Violation> {
         self.data.extend_from_slice(fragment);
-        if !self.text {
+        if !self.text || self.compressed {
             return Ok(());
         }
         match utf8::check_prefix(&self.data[self.checked..]) {

@@ -7,8 +7,24 @@ use super::header;
 /// Appends a complete, unfragmented frame.
 pub fn frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.reserve(payload.len() + 10);
-    header::write(out, opcode, payload.len());
+    header::write(out, opcode, false, payload.len());
     append(out, payload);
+}
+
+/// Appends a text or binary message frame whose payload `deflated` is
+/// already compressed (permessage-deflate): RSV1 set.
+pub fn compressed(out: &mut Vec<u8>, text: bool, deflated: &[u8]) {
+    out.reserve(deflated.len() + 10);
+    header::write(out, data_opcode(text), true, deflated.len());
+    append(out, deflated);
+}
+
+fn data_opcode(text: bool) -> OpCode {
+    if text {
+        OpCode::Data(Data::Text)
+    } else {
+        OpCode::Data(Data::Binary)
+    }
 }
 
 /// The largest piece [`append`] copies at once: below the 2 KiB from which
@@ -38,12 +54,7 @@ pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Appends a text (`text == true`) or binary message frame.
 pub fn message(out: &mut Vec<u8>, text: bool, payload: &[u8]) {
-    let opcode = if text {
-        OpCode::Data(Data::Text)
-    } else {
-        OpCode::Data(Data::Binary)
-    };
-    frame(out, opcode, payload);
+    frame(out, data_opcode(text), payload);
 }
 
 /// Appends a pong echoing `payload`.

@@ -13,6 +13,8 @@ use super::decode::{Violation, close_code};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) fin: bool,
+    /// RSV1: with permessage-deflate, the message is compressed.
+    pub(crate) rsv1: bool,
     pub(crate) opcode: OpCode,
     /// The client's masking key (client frames must be masked).
     pub(crate) mask: [u8; 4],
@@ -31,16 +33,25 @@ const fn violation(reason: &'static str) -> Violation {
 
 /// Parses a client frame header at the start of `buf`: `Ok(None)` if `buf`
 /// holds only part of it. Checks everything a header alone can break: reserved
-/// bits (no extension is negotiated), reserved opcodes, the mask, control
-/// frame rules.
-pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, Violation> {
+/// bits (RSV1 only with permessage-deflate negotiated, `deflate`, and only
+/// on the first frame of a data message: RFC 7692 §6), reserved opcodes, the
+/// mask, control frame rules.
+pub(crate) fn parse(buf: &[u8], deflate: bool) -> Result<Option<Header>, Violation> {
     let [first, second, ..] = *buf else {
         return Ok(None);
     };
-    if first & 0x70 != 0 {
+    if first & 0x30 != 0 {
         return Err(violation("reserved bits set"));
     }
+    let rsv1 = first & 0x40 != 0;
     let opcode = OpCode::from(first & 0x0f);
+    if rsv1 && !(deflate && matches!(opcode, OpCode::Data(Data::Text | Data::Binary))) {
+        return Err(violation(if deflate {
+            "RSV1 on a frame that is not a message's first"
+        } else {
+            "reserved bits set"
+        }));
+    }
     if matches!(
         opcode,
         OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_))
@@ -80,6 +91,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, Violation> {
     };
     Ok(Some(Header {
         fin,
+        rsv1,
         opcode,
         mask: [mask[0], mask[1], mask[2], mask[3]],
         len,
@@ -87,9 +99,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, Violation> {
     }))
 }
 
-/// Appends an unmasked, final server frame header for a payload of `len`.
-pub(crate) fn write(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
-    let first = 0x80 | u8::from(opcode);
+/// Appends an unmasked, final server frame header for a payload of `len`,
+/// with RSV1 set for a compressed message.
+pub(crate) fn write(out: &mut Vec<u8>, opcode: OpCode, compressed: bool, len: usize) {
+    let first = 0x80 | if compressed { 0x40 } else { 0 } | u8::from(opcode);
     if len < 126 {
         out.extend_from_slice(&[first, len as u8]);
     } else if len <= 0xffff {
@@ -125,7 +138,7 @@ mod tests {
             let mut buf: Vec<u8> = (0..16).map(|_| noise(&mut seed)).collect();
             // Mostly legal first bytes, or nearly nothing would get past rsv.
             buf[0] &= 0x8f;
-            let ours = parse(&buf);
+            let ours = parse(&buf, false);
             let theirs = FrameHeader::parse(&mut Cursor::new(&buf[..]));
             let (Ok(Some(ours)), Ok(Some((header, len)))) = (ours, theirs) else {
                 continue;
@@ -146,24 +159,54 @@ mod tests {
             let buf: Vec<u8> = (0..16).map(|_| noise(&mut seed)).collect();
             let theirs = FrameHeader::parse(&mut Cursor::new(&buf[..]));
             if theirs.is_err() {
-                assert!(parse(&buf).is_err(), "{buf:02x?}");
+                assert!(parse(&buf, false).is_err(), "{buf:02x?}");
+                assert!(
+                    parse(&buf, true).is_err() || buf[0] & 0x40 != 0,
+                    "{buf:02x?}"
+                );
             }
         }
-        assert!(parse(&[0x81, 0x05]).is_err(), "unmasked");
-        assert!(parse(&[0x09, 0x80, 0, 0, 0, 0]).is_err(), "fragmented ping");
+        assert!(parse(&[0x81, 0x05], false).is_err(), "unmasked");
         assert!(
-            parse(&[0x89, 0xfe, 0, 126, 0, 0, 0, 0]).is_err(),
+            parse(&[0x09, 0x80, 0, 0, 0, 0], false).is_err(),
+            "fragmented ping"
+        );
+        assert!(
+            parse(&[0x89, 0xfe, 0, 126, 0, 0, 0, 0], false).is_err(),
             "long ping"
         );
+    }
+
+    #[test]
+    fn rsv1_only_on_a_data_frame_with_deflate_negotiated() {
+        let mask = [0x80, 0, 0, 0, 0];
+        let frame = |first: u8| [&[first][..], &mask].concat();
+        // Text, binary, first fragment: compressed.
+        for first in [0xc1, 0xc2, 0x41, 0x42] {
+            let header = parse(&frame(first), true).expect("valid").expect("whole");
+            assert!(header.rsv1);
+            assert!(
+                parse(&frame(first), false).is_err(),
+                "{first:02x} without deflate"
+            );
+        }
+        // Continuation, control frames: never.
+        for first in [0xc0, 0x40, 0xc8, 0xc9, 0xca] {
+            assert!(parse(&frame(first), true).is_err(), "{first:02x}");
+        }
+        // RSV2 and RSV3 mean nothing here.
+        for first in [0xa1, 0x91, 0xe1] {
+            assert!(parse(&frame(first), true).is_err(), "{first:02x}");
+        }
     }
 
     #[test]
     fn partial_headers_wait() {
         let full = [0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4];
         for cut in 0..full.len() {
-            assert_eq!(parse(&full[..cut]), Ok(None), "cut {cut}");
+            assert_eq!(parse(&full[..cut], false), Ok(None), "cut {cut}");
         }
-        let header = parse(&full).expect("valid").expect("complete");
+        let header = parse(&full, false).expect("valid").expect("complete");
         assert_eq!((header.len, header.header_len), (65_536, 14));
     }
 
@@ -171,7 +214,7 @@ mod tests {
     fn written_headers_parse_back_in_tungstenite() {
         for len in [0usize, 125, 126, 65_535, 65_536, 1 << 20] {
             let mut out = Vec::new();
-            write(&mut out, OpCode::Data(Data::Binary), len);
+            write(&mut out, OpCode::Data(Data::Binary), false, len);
             let (header, parsed_len) = FrameHeader::parse(&mut Cursor::new(&out[..]))
                 .expect("valid")
                 .expect("complete");

@@ -6,6 +6,6 @@ pub mod decode;
 pub mod encode;
 mod header;
 pub mod mask;
-mod utf8;
+pub(crate) mod utf8;
 
 pub use decode::{Decoder, Incoming, Limits, Violation, close_code};

@@ -6,11 +6,13 @@
 //! rules for the upgrade headers, without building an `http::Request`;
 //! tungstenite derives the `Sec-WebSocket-Accept` key. This module adds
 //! routing, origins, subprotocols and the status codes a browser or proxy
-//! should see. No extension is negotiated, which is how permessage-deflate
-//! is declined: the response simply omits it.
+//! should see, and negotiates permessage-deflate ([`crate::deflate::offer`])
+//! in the route's compression mode.
 
 mod upgrade;
 
+use crate::deflate::Compression;
+use crate::deflate::offer::{self, Agreed};
 use crate::guard;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::router::{Router, Target};
@@ -28,6 +30,8 @@ pub(crate) enum Outcome {
         consumed: usize,
         component: usize,
         request: Box<HttpRequest>,
+        /// permessage-deflate, when it was agreed.
+        deflate: Option<Agreed>,
     },
     /// A complete HTTP response (a refusal or a page) was appended to the
     /// output; close once it is sent.
@@ -35,10 +39,12 @@ pub(crate) enum Outcome {
 }
 
 /// Runs the handshake over `input`, appending any response to `out`.
+/// `compression` is the mode of routes that have none of their own.
 pub(crate) fn respond(
     input: &[u8],
     router: &Router,
     max_request: usize,
+    compression: Compression,
     out: &mut Vec<u8>,
 ) -> Outcome {
     let refuse = |status: u16, why: &dyn std::fmt::Display, out: &mut Vec<u8>| {
@@ -69,7 +75,7 @@ pub(crate) fn respond(
         return refuse(400, &"bad request: invalid request target", out);
     };
     let http_request = HttpRequest::from_head(&target, head.headers);
-    let (component, origins, protocols) = match router.find(http_request.path()) {
+    let (component, origins, protocols, compression) = match router.find(http_request.path()) {
         None => return refuse(404, &"no route for this path", out),
         Some(Target::Http(handler)) => {
             let path = http_request.path();
@@ -85,7 +91,8 @@ pub(crate) fn respond(
             component,
             origins,
             protocols,
-        }) => (*component, origins, protocols),
+            compression: own,
+        }) => (*component, origins, protocols, own.unwrap_or(compression)),
     };
     let wants_upgrade = head
         .known
@@ -109,11 +116,14 @@ pub(crate) fn respond(
     match upgrade::check(&head) {
         Ok(key) => {
             let protocol = choose_protocol(&head, protocols);
-            upgrade::write_switching_protocols(out, key, protocol);
+            let deflate =
+                offer::negotiate(head.headers_named("sec-websocket-extensions"), compression);
+            upgrade::write_switching_protocols(out, key, protocol, deflate.as_ref());
             Outcome::Upgrade {
                 consumed: head.len,
                 component,
                 request: Box::new(http_request),
+                deflate,
             }
         }
         Err(Refusal::WebSocketVersion) => {
@@ -150,7 +160,7 @@ pub fn upgrade_response(input: &[u8], out: &mut Vec<u8>) -> Option<HttpRequest> 
     let head = Head::parse(input, &mut headers).ok()??;
     let target = head.path_and_query()?;
     let key = upgrade::check(&head).ok()?;
-    upgrade::write_switching_protocols(out, key, None);
+    upgrade::write_switching_protocols(out, key, None, None);
     Some(HttpRequest::from_head(&target, head.headers))
 }
 
@@ -186,6 +196,16 @@ mod tests {
                 component: 7,
                 origins: Origins::from_list(&["good.example"]),
                 protocols: vec!["v2.chat".into(), "v1.chat".into()],
+                compression: None,
+            },
+        );
+        router.insert(
+            "/plain",
+            Target::WebSocket {
+                component: 8,
+                origins: Origins::Any,
+                protocols: Vec::new(),
+                compression: Some(Compression::Off),
             },
         );
         router.insert(
@@ -199,9 +219,59 @@ mod tests {
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://good.example\r\n\r\n";
 
     fn run(input: &str) -> (Outcome, String) {
+        run_with(input, Compression::Off)
+    }
+
+    fn run_with(input: &str, compression: Compression) -> (Outcome, String) {
         let mut out = Vec::new();
-        let outcome = respond(input.as_bytes(), &router(), 8192, &mut out);
+        let outcome = respond(input.as_bytes(), &router(), 8192, compression, &mut out);
         (outcome, String::from_utf8(out).expect("ascii response"))
+    }
+
+    #[test]
+    fn deflate_is_agreed_in_the_servers_mode_unless_the_route_has_its_own() {
+        let offer = UPGRADE.replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        );
+        let line = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n";
+        let (outcome, out) = run_with(&offer, Compression::Shared);
+        assert!(out.contains(line), "{out}");
+        assert!(
+            out.ends_with("\r\n\r\n") && !out.ends_with("\r\n\r\n\r\n"),
+            "{out:?}"
+        );
+        assert!(matches!(
+            outcome,
+            Outcome::Upgrade {
+                deflate: Some(_),
+                ..
+            }
+        ));
+        let (outcome, out) = run_with(&offer, Compression::Off);
+        assert!(!out.contains("Extensions"), "{out}");
+        assert!(matches!(outcome, Outcome::Upgrade { deflate: None, .. }));
+        let (outcome, out) = run_with(&offer.replace("/echo", "/plain"), Compression::Shared);
+        assert!(!out.contains("Extensions"), "{out}");
+        assert!(matches!(
+            outcome,
+            Outcome::Upgrade {
+                deflate: None,
+                component: 8,
+                ..
+            }
+        ));
+        // What tungstenite's client makes of the response: a valid 101.
+        let (_, out) = run_with(
+            &offer.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: v1.chat\r\n\r\n"),
+            Compression::Shared,
+        );
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        assert!(
+            matches!(response.parse(out.as_bytes()), Ok(httparse::Status::Complete(n)) if n == out.len())
+        );
+        assert_eq!(response.code, Some(101));
     }
 
     #[test]
@@ -212,6 +282,7 @@ mod tests {
             consumed,
             component,
             request,
+            ..
         } = outcome
         else {
             panic!("expected upgrade, got {outcome:?}");

@@ -12,6 +12,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::deflate::offer::Agreed;
+
 /// tungstenite's limit on the number of request headers.
 pub(crate) const MAX_HEADERS: usize = 124;
 
@@ -217,18 +219,28 @@ fn base64_value(c: u8) -> Option<u8> {
 
 /// Appends the `101` response for `key`, naming the chosen subprotocol if
 /// any. No extension is offered back, which declines permessage-deflate.
-pub(crate) fn write_switching_protocols(out: &mut Vec<u8>, key: &[u8], protocol: Option<&str>) {
+pub(crate) fn write_switching_protocols(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    protocol: Option<&str>,
+    deflate: Option<&Agreed>,
+) {
     let accept = tungstenite::handshake::derive_accept_key(key);
     out.reserve(160);
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: ",
     );
     out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(b"\r\n");
     if let Some(protocol) = protocol {
-        out.extend_from_slice(b"\r\nsec-websocket-protocol: ");
+        out.extend_from_slice(b"sec-websocket-protocol: ");
         out.extend_from_slice(protocol.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    if let Some(deflate) = deflate {
+        deflate.write_header(out);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -258,7 +270,7 @@ mod tests {
         }
         let key = check(&head).ok()?;
         let mut out = Vec::new();
-        write_switching_protocols(&mut out, key, None);
+        write_switching_protocols(&mut out, key, None, None);
         Some(out)
     }
 

@@ -7,8 +7,9 @@ use log::debug;
 
 use crate::close::CloseReason;
 use crate::connection::{ConnId, Connection, Phase, RETAINED_BUFFER, flag, lend_out};
+use crate::deflate::codec::InflateError;
 use crate::frame::decode::{Incoming, Limits};
-use crate::frame::encode;
+use crate::frame::{Violation, close_code, encode, utf8};
 use crate::handshake::{self, Outcome};
 use crate::message::Message;
 use crate::reactor::LoopHandle;
@@ -93,7 +94,9 @@ impl ServerCore {
         } else {
             &conn.input
         };
-        let outcome = handshake::respond(input, &self.router, max_request, &mut conn.out);
+        let compression = self.net.config.compression;
+        let outcome =
+            handshake::respond(input, &self.router, max_request, compression, &mut conn.out);
         match outcome {
             Outcome::Partial => {
                 if in_place {
@@ -116,6 +119,7 @@ impl ServerCore {
                 consumed,
                 component,
                 request,
+                deflate,
             } => {
                 if in_place {
                     // Frames the client sent right behind its request.
@@ -129,6 +133,14 @@ impl ServerCore {
                 }
                 conn.phase = Phase::Open;
                 conn.set_component(component);
+                if let Some(agreed) = deflate {
+                    conn.flags |= flag::DEFLATE;
+                    if agreed.server_compresses() {
+                        conn.flags |= flag::COMPRESS;
+                    }
+                    self.net.codecs.open(key, &agreed);
+                }
+                let conn = &mut self.net.conns[key as usize];
                 conn.since = self.net.now;
                 let id = ConnId {
                     key,
@@ -188,6 +200,7 @@ impl ServerCore {
         let limits = Limits {
             max_frame: net.config.max_frame(),
             max_message: net.config.max_message(),
+            deflate: conn.has(flag::DEFLATE),
         };
         // The common case decodes straight from the shared buffer: no copy.
         let in_place = input.is_empty() && fresh.is_some();
@@ -222,8 +235,49 @@ impl ServerCore {
                         c.message(env, id, session, message)
                     });
                 }
+                Ok(Some(Incoming::Compressed { text, payload })) if phase == Phase::Open => {
+                    let mut inflated = std::mem::take(&mut net.inflated);
+                    inflated.clear();
+                    let limit = limits.max_message;
+                    let message = match net.codecs.inflate(key, payload, limit, &mut inflated) {
+                        Ok(()) if !text => Ok(Message::Binary(&inflated)),
+                        Ok(()) => utf8::as_str(&inflated).map(Message::Text).ok_or(Violation {
+                            code: close_code::INVALID_PAYLOAD,
+                            reason: "invalid UTF-8",
+                        }),
+                        Err(InflateError::TooBig) => Err(Violation {
+                            code: close_code::TOO_BIG,
+                            reason: "message too big once inflated",
+                        }),
+                        Err(InflateError::Corrupt) => Err(Violation {
+                            code: close_code::INVALID_PAYLOAD,
+                            reason: "invalid compressed data",
+                        }),
+                    };
+                    let failed = match message {
+                        Ok(message) => {
+                            invoke(routes, net, lp, server, component, Some(key), |c, env| {
+                                c.message(env, id, session, message)
+                            });
+                            false
+                        }
+                        Err(violation) => {
+                            net.violation(key, violation);
+                            true
+                        }
+                    };
+                    net.inflated = if inflated.capacity() > RETAINED_BUFFER {
+                        Vec::new()
+                    } else {
+                        inflated
+                    };
+                    if failed {
+                        break;
+                    }
+                }
                 // After our close frame, data is read and dropped (RFC 6455 §1.4).
-                Ok(Some(Incoming::Text(_) | Incoming::Binary(_))) => {}
+                Ok(Some(Incoming::Text(_) | Incoming::Binary(_) | Incoming::Compressed { .. })) => {
+                }
                 Ok(Some(Incoming::Ping(payload))) => {
                     if phase == Phase::Open {
                         net.pong(key, payload);

@@ -236,6 +236,9 @@ impl ServerCore {
             key,
             generation: conn.generation,
         };
+        if conn.flags & flag::DEFLATE != 0 {
+            self.net.codecs.close(key);
+        }
         let Net { topics, broker, .. } = &mut self.net;
         topics.leave_all(id, |topic| {
             if let Some(broker) = broker {

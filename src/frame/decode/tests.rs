@@ -3,6 +3,7 @@ use super::*;
 const LIMITS: Limits = Limits {
     max_frame: 1 << 20,
     max_message: 1 << 20,
+    deflate: false,
 };
 const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
 
@@ -138,6 +139,7 @@ fn size_limits_are_enforced_from_the_header() {
     let limits = Limits {
         max_frame: 100,
         max_message: 150,
+        deflate: false,
     };
     // Only the header of the oversized frame is present: it must already fail.
     let mut big = client_frame(0x82, &[0; 101]);
@@ -160,5 +162,59 @@ fn size_limits_are_enforced_from_the_header() {
             .err()
             .map(|v| v.code),
         Some(close_code::TOO_BIG)
+    );
+}
+
+#[test]
+fn compressed_messages_come_out_whole_and_unchecked() {
+    let deflate = Limits {
+        deflate: true,
+        ..LIMITS
+    };
+    let decode = |bytes: &[u8]| {
+        let mut buf = bytes.to_vec();
+        let mut decoder = Decoder::default();
+        let mut pos = 0;
+        let mut seen = Vec::new();
+        loop {
+            match decoder.decode(&mut buf, &mut pos, deflate) {
+                Ok(Some(unit)) => seen.push(format!("{unit:?}")),
+                Ok(None) => return Ok(seen),
+                Err(v) => return Err(v.code),
+            }
+        }
+    };
+    // One frame, RSV1: not UTF-8 checked (it is compressed bytes).
+    let one = client_frame(0xc1, &[0xff, 0x00]);
+    assert_eq!(
+        decode(&one),
+        Ok(vec![
+            "Compressed { text: true, payload: [255, 0] }".to_owned()
+        ])
+    );
+    // Fragmented: RSV1 on the first frame only, a ping between.
+    let mut three = client_frame(0x42, &[1, 2]);
+    three.extend(client_frame(0x89, b"p"));
+    three.extend(client_frame(0x80, &[3]));
+    assert_eq!(
+        decode(&three),
+        Ok(vec![
+            "Ping([112])".to_owned(),
+            "Compressed { text: false, payload: [1, 2, 3] }".to_owned()
+        ])
+    );
+    // RSV1 on a continuation, or without deflate negotiated: 1002.
+    let mut bad = client_frame(0x01, b"a");
+    bad.extend(client_frame(0xc0, b"b"));
+    assert_eq!(decode(&bad), Err(close_code::PROTOCOL));
+    expect_violation(&one, close_code::PROTOCOL);
+    // Uncompressed messages still work, and are still checked.
+    assert_eq!(
+        decode(&client_frame(0x81, b"hi")),
+        Ok(vec![r#"Text("hi")"#.to_owned()])
+    );
+    assert_eq!(
+        decode(&client_frame(0x81, &[0xff])),
+        Err(close_code::INVALID_PAYLOAD)
     );
 }
