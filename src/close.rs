@@ -122,6 +122,7 @@ impl CloseReason {
             CloseReason::Protocol(v) => v.code,
             CloseReason::Limit(Limit::MessageTooBig) => close_code::TOO_BIG,
             CloseReason::Limit(Limit::IdleTimeout) => close_code::GOING_AWAY,
+            CloseReason::Limit(Limit::MessageTimeout) => close_code::POLICY,
             CloseReason::Limit(Limit::Backpressure | Limit::CloseTimeout) | CloseReason::Io(_) => {
                 close_code::ABNORMAL
             }

@@ -62,6 +62,12 @@ pub struct ServerConfig {
     /// [`Context::remote_addr`](crate::Context::remote_addr)). Default
     /// none: the header is ignored, since a direct client could forge it.
     pub trusted_proxies: TrustedProxies,
+    /// The longest a message may take to arrive, from its first byte to its
+    /// last (all its frames): a client that trickles a frame byte by byte
+    /// would otherwise hold its connection for as long as it likes, since
+    /// every byte resets the idle timeout. Closed with 1008. Default 30 s:
+    /// raise it for very large messages over slow links.
+    pub message_timeout: Duration,
     /// permessage-deflate for every WebSocket route that does not choose
     /// its own ([`App::route_compression`](crate::App::route_compression)).
     /// Default [`Compression::Off`]: the library compresses only when asked
@@ -88,6 +94,7 @@ impl Default for ServerConfig {
             backpressure_threshold: 1 << 20,
             max_backpressure: 64 << 20,
             trusted_proxies: TrustedProxies::default(),
+            message_timeout: Duration::from_secs(30),
             compression: Compression::Off,
             compression_threshold: 128,
         }
@@ -104,6 +111,12 @@ impl ServerConfig {
     /// Sets the largest frame, in bytes.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.websocket.max_frame_size = Some(bytes);
+        self
+    }
+
+    /// Sets [`ServerConfig::message_timeout`].
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.message_timeout = timeout;
         self
     }
 
@@ -187,6 +200,7 @@ impl ServerConfig {
             ("handshake_timeout", self.handshake_timeout),
             ("idle_timeout", self.idle_timeout),
             ("close_timeout", self.close_timeout),
+            ("message_timeout", self.message_timeout),
         ] {
             if value < Duration::from_millis(10) {
                 return fail(&format!("{name} must be at least 10 ms"));
@@ -210,7 +224,8 @@ impl ServerConfig {
         let shortest = self
             .handshake_timeout
             .min(self.idle_timeout / 2)
-            .min(self.close_timeout);
+            .min(self.close_timeout)
+            .min(self.message_timeout);
         (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 }

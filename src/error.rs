@@ -49,6 +49,10 @@ pub enum Limit {
     /// The peer did not complete the close handshake in time.
     #[error("close timeout")]
     CloseTimeout,
+    /// A message did not arrive whole within the message timeout (closed
+    /// with 1008): a frame trickled byte by byte holds no connection.
+    #[error("message timeout")]
+    MessageTimeout,
 }
 
 /// `Result` with pawl's [`Error`].

@@ -75,6 +75,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 10)]
     pub max_request_size: usize,
 
+    /// The longest one message may take to arrive, first byte to last
+    /// (a frame trickled byte by byte is closed with 1008).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub message_timeout: Duration,
+
     /// Unsent bytes above which sends report backpressure.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub backpressure_threshold: usize,
@@ -139,6 +144,7 @@ impl Args {
             .handshake_timeout(self.handshake_timeout)
             .idle_timeout(self.idle_timeout)
             .close_timeout(self.close_timeout)
+            .message_timeout(self.message_timeout)
             .max_request_size(self.max_request_size)
             .backpressure_threshold(self.backpressure_threshold)
             .max_backpressure(self.max_backpressure)

@@ -9,7 +9,7 @@
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 use super::header::{self, Header};
-use super::mask::{apply_mask, unmask_ascii};
+use super::mask::{apply_mask, apply_mask_at, unmask_ascii};
 use super::utf8::{self, Prefix};
 
 /// Close codes the server sends when it fails a connection.
@@ -28,6 +28,8 @@ pub mod close_code {
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// A message or frame exceeded the configured size limit.
     pub const TOO_BIG: u16 = 1009;
+    /// A message broke the server's policy (it arrived too slowly).
+    pub const POLICY: u16 = 1008;
     /// The server hit an unexpected condition (a panicking component).
     pub const INTERNAL_ERROR: u16 = 1011;
 }
@@ -115,7 +117,37 @@ struct Partial {
 /// ```
 #[derive(Debug, Default)]
 pub struct Decoder {
-    partial: Option<Box<Partial>>,
+    /// Boxed, so that an idle connection's decoder is one pointer.
+    state: Option<Box<State>>,
+}
+
+/// What the decoder remembers between calls.
+#[derive(Debug, Default)]
+struct State {
+    /// A fragmented message being assembled.
+    partial: Option<Partial>,
+    /// A text frame at the front of the input that has not fully arrived.
+    progress: Progress,
+    /// When the message now arriving began to (server clock, ms), while
+    /// part of it is here and part is not.
+    started: Option<u32>,
+}
+
+impl State {
+    fn is_empty(&self) -> bool {
+        self.partial.is_none() && self.progress == Progress::default() && self.started.is_none()
+    }
+}
+
+/// How far a text frame that is still arriving was unmasked and checked,
+/// so a bad byte fails the connection as soon as it is here (not when the
+/// whole frame is), and each byte is unmasked and checked once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// Payload bytes unmasked in place.
+    unmasked: usize,
+    /// Payload bytes known to be whole, valid characters.
+    valid: usize,
 }
 
 impl Decoder {
@@ -131,8 +163,8 @@ impl Decoder {
         pos: &mut usize,
         limits: Limits,
     ) -> Result<Option<Incoming<'a>>, Violation> {
-        if self.partial.as_ref().is_some_and(|p| p.done) {
-            self.partial = None;
+        if self.partial().is_some_and(|p| p.done) {
+            self.set_partial(None);
         }
         // Find the next unit without holding a borrow across iterations, then
         // borrow once for the result.
@@ -143,18 +175,18 @@ impl Decoder {
             let payload = &buf[range.clone()];
             match header.opcode {
                 OpCode::Data(Data::Text | Data::Binary) if !header.fin => {
-                    let mut partial = Box::new(Partial {
+                    let mut partial = Partial {
                         text: header.opcode == OpCode::Data(Data::Text),
                         compressed: header.rsv1,
                         data: Vec::new(),
                         checked: 0,
                         done: false,
-                    });
+                    };
                     partial.append(payload, false)?;
-                    self.partial = Some(partial);
+                    self.set_partial(Some(partial));
                 }
                 OpCode::Data(Data::Continue) => {
-                    let Some(partial) = self.partial.as_mut() else {
+                    let Some(partial) = self.partial_mut() else {
                         return Err(violation(
                             close_code::PROTOCOL,
                             "continuation without a message",
@@ -169,9 +201,15 @@ impl Decoder {
                 _ => break (header, Some(range), ascii),
             }
         };
+        if matches!(header.opcode, OpCode::Data(_))
+            && let Some(state) = self.state.as_mut()
+        {
+            // A data message is whole: the next one starts its own clock.
+            state.started = None;
+        }
         let Some(range) = range else {
             // A fragmented message just completed; `append` validated it.
-            let partial = self.partial.as_deref().filter(|p| p.done);
+            let partial = self.partial().filter(|p| p.done);
             return Ok(partial.map(|p| {
                 if p.compressed {
                     Incoming::Compressed {
@@ -215,7 +253,7 @@ impl Decoder {
     /// where its payload lies in `buf`, and, for a whole text message,
     /// whether the payload is all ASCII (and so needs no UTF-8 check).
     fn next_frame(
-        &self,
+        &mut self,
         buf: &mut [u8],
         pos: &mut usize,
         limits: Limits,
@@ -228,7 +266,7 @@ impl Decoder {
             return Err(violation(close_code::TOO_BIG, "frame too big"));
         }
         let len = header.len as usize; // fits: checked against max_frame above
-        match (header.opcode, &self.partial) {
+        match (header.opcode, self.partial()) {
             (OpCode::Data(Data::Continue), None) => {
                 return Err(violation(
                     close_code::PROTOCOL,
@@ -243,24 +281,122 @@ impl Decoder {
             }
             _ => {}
         }
-        let assembled = self.partial.as_ref().map_or(0, |p| p.data.len());
+        let assembled = self.partial().map_or(0, |p| p.data.len());
         if matches!(header.opcode, OpCode::Data(_)) && assembled + len > limits.max_message {
             return Err(violation(close_code::TOO_BIG, "message too big"));
         }
         let payload_start = start + header.header_len;
+        // A text message's own frame (not a continuation, not compressed):
+        // its bytes can be checked as they arrive.
+        let plain_text = header.opcode == OpCode::Data(Data::Text) && !header.rsv1;
         if buf.len() - payload_start < len {
+            if plain_text {
+                self.check_arrived(&mut buf[payload_start..], header.mask)?;
+            }
             return Ok(None);
         }
         *pos = payload_start + len;
         let range = payload_start..payload_start + len;
         let payload = &mut buf[range.clone()];
-        let ascii = if header.opcode == OpCode::Data(Data::Text) && header.fin && !header.rsv1 {
+        let progress = self.take_progress();
+        let ascii = if progress.unmasked > 0 {
+            // The start arrived earlier and is unmasked and checked already;
+            // the whole payload is checked again once it is whole.
+            apply_mask_at(&mut payload[progress.unmasked..], header.mask, progress.unmasked);
+            false
+        } else if plain_text && header.fin {
             unmask_ascii(payload, header.mask)
         } else {
             apply_mask(payload, header.mask);
             false
         };
         Ok(Some((header, range, ascii)))
+    }
+
+    /// Unmasks and checks the part of a text frame's payload that has
+    /// arrived (`arrived`, from the payload's first byte): RFC 6455 §8.1
+    /// fails the connection as soon as the bytes are not UTF-8, and
+    /// Autobahn's 6.4.3/6.4.4 hold a frame back after its bad byte to see
+    /// that the server does not wait for the rest.
+    fn check_arrived(&mut self, arrived: &mut [u8], mask: [u8; 4]) -> Result<(), Violation> {
+        let mut progress = self.state.as_ref().map_or_else(Progress::default, |s| s.progress);
+        if arrived.len() <= progress.unmasked {
+            return Ok(());
+        }
+        apply_mask_at(&mut arrived[progress.unmasked..], mask, progress.unmasked);
+        progress.unmasked = arrived.len();
+        match utf8::check_prefix(&arrived[progress.valid..]) {
+            Prefix::Complete => progress.valid = arrived.len(),
+            Prefix::Truncated { valid } => progress.valid += valid,
+            Prefix::Invalid => {
+                return Err(violation(close_code::INVALID_PAYLOAD, "invalid UTF-8"));
+            }
+        }
+        self.state.get_or_insert_with(Box::default).progress = progress;
+        Ok(())
+    }
+
+    /// The progress of the frame that just completed, forgotten.
+    fn take_progress(&mut self) -> Progress {
+        let Some(state) = self.state.as_mut() else {
+            return Progress::default();
+        };
+        let progress = std::mem::take(&mut state.progress);
+        if state.is_empty() {
+            self.state = None;
+        }
+        progress
+    }
+
+    /// Notes that a message is partly here, at `now` unless it was noted
+    /// before: the server closes a connection whose message takes longer
+    /// than its message timeout to arrive.
+    pub(crate) fn note_incomplete(&mut self, now: u32) {
+        self.state.get_or_insert_with(Box::default).started.get_or_insert(now);
+    }
+
+    /// Notes that nothing of a message is pending.
+    pub(crate) fn note_complete(&mut self) {
+        if let Some(state) = self.state.as_mut() {
+            state.started = None;
+            if state.is_empty() {
+                self.state = None;
+            }
+        }
+    }
+
+    /// Since when a message has been partly here, if one is.
+    pub(crate) fn incomplete_since(&self) -> Option<u32> {
+        self.state.as_ref()?.started
+    }
+
+    /// True while a fragmented message is being assembled.
+    pub(crate) fn in_message(&self) -> bool {
+        self.partial().is_some_and(|p| !p.done)
+    }
+
+    fn partial(&self) -> Option<&Partial> {
+        self.state.as_ref()?.partial.as_ref()
+    }
+
+    fn partial_mut(&mut self) -> Option<&mut Partial> {
+        self.state.as_mut()?.partial.as_mut()
+    }
+
+    /// Starts or ends the fragmented message; the state's box goes when
+    /// nothing is left in it.
+    fn set_partial(&mut self, partial: Option<Partial>) {
+        match partial {
+            Some(partial) => self.state.get_or_insert_with(Box::default).partial = Some(partial),
+            None => {
+                if let Some(state) = self.state.as_mut() {
+                    state.partial = None;
+                    if state.is_empty() {
+                        self.state = None;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -306,6 +306,11 @@ impl ServerCore {
             // Release what a large partial frame left behind.
             input = Vec::new();
         }
+        if input.is_empty() && !decoder.in_message() {
+            decoder.note_complete();
+        } else {
+            decoder.note_incomplete(net.now);
+        }
         conn.input = input;
         conn.decoder = decoder;
     }

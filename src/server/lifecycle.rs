@@ -23,6 +23,7 @@ impl ServerCore {
         let handshake_ms = config.handshake_timeout.as_millis() as u32;
         let idle_ms = config.idle_timeout.as_millis() as u32;
         let close_ms = config.close_timeout.as_millis() as u32;
+        let message_ms = config.message_timeout.as_millis() as u32;
         let mut expired = Vec::new();
         let now = self.net.now;
         let mut released = 0;
@@ -34,6 +35,14 @@ impl ServerCore {
             let age = now.wrapping_sub(conn.since);
             let action = match conn.phase {
                 Phase::Handshake if age >= handshake_ms => Some(Expiry::Handshake),
+                Phase::Open
+                    if conn
+                        .decoder
+                        .incomplete_since()
+                        .is_some_and(|t| now.wrapping_sub(t) >= message_ms) =>
+                {
+                    Some(Expiry::SlowMessage)
+                }
                 Phase::Open if age >= idle_ms => Some(Expiry::Idle),
                 Phase::Open if age >= idle_ms / 2 && !conn.has(flag::PING_SENT) => {
                     Some(Expiry::Ping)
@@ -67,6 +76,16 @@ impl ServerCore {
                         "idle timeout",
                         CloseReason::Limit(Limit::IdleTimeout),
                         Some(Error::Limit(Limit::IdleTimeout)),
+                    );
+                }
+                Expiry::SlowMessage => {
+                    warn!("#{generation} from {peer}: a message took longer than the message timeout to arrive, closing with 1008");
+                    self.net.fail(
+                        key,
+                        close_code::POLICY,
+                        "message timeout",
+                        CloseReason::Limit(Limit::MessageTimeout),
+                        Some(Error::Limit(Limit::MessageTimeout)),
                     );
                 }
                 Expiry::Close => {
@@ -129,6 +148,7 @@ enum Expiry {
     Ping,
     Idle,
     Close,
+    SlowMessage,
 }
 
 /// Bytes of buffers released in one sweep above which free heap pages are

@@ -218,3 +218,55 @@ fn compressed_messages_come_out_whole_and_unchecked() {
         Err(close_code::INVALID_PAYLOAD)
     );
 }
+
+/// Feeds `bytes` in pieces of `step`, the way the server keeps an
+/// incomplete frame at the front of its input between reads.
+fn decode_trickled(bytes: &[u8], step: usize) -> (Vec<String>, Option<(u16, usize)>) {
+    let mut decoder = Decoder::default();
+    let mut buf = Vec::new();
+    let mut seen = Vec::new();
+    for (i, piece) in bytes.chunks(step).enumerate() {
+        buf.extend_from_slice(piece);
+        let mut pos = 0;
+        loop {
+            match decoder.decode(&mut buf, &mut pos, LIMITS) {
+                Ok(Some(unit)) => seen.push(format!("{unit:?}")),
+                Ok(None) => break,
+                Err(v) => return (seen, Some((v.code, (i + 1) * step))),
+            }
+        }
+        buf.drain(..pos);
+    }
+    (seen, None)
+}
+
+#[test]
+fn a_text_frame_arriving_in_pieces_is_checked_as_it_arrives() {
+    let text = "héllo wörld, ünïcode in every piece: 𝄞€".repeat(20);
+    let bytes = client_frame(0x81, text.as_bytes());
+    for step in [1, 2, 3, 5, 7, 64, 1000] {
+        let (seen, violation) = decode_trickled(&bytes, step);
+        assert_eq!(violation, None, "step {step}");
+        assert_eq!(seen, [format!("Text({text:?})")], "step {step}");
+    }
+    // A bad byte 10 bytes into a 2000-byte frame fails at once (Autobahn
+    // 6.4.3), not when the rest arrives.
+    let mut payload = vec![b'a'; 2000];
+    payload[10] = 0xff;
+    let bytes = client_frame(0x81, &payload);
+    let (_, violation) = decode_trickled(&bytes, 32);
+    assert_eq!(violation, Some((close_code::INVALID_PAYLOAD, 32)));
+    // So does a truncated character followed by a non-continuation byte.
+    let mut payload = "ok".as_bytes().to_vec();
+    payload.extend_from_slice(&[0xe2, 0x82, b'x']);
+    payload.resize(500, b'a');
+    let (_, violation) = decode_trickled(&client_frame(0x81, &payload), 16);
+    assert_eq!(violation, Some((close_code::INVALID_PAYLOAD, 16)));
+    // Binary is never checked; a frame then another after it still works.
+    let mut bytes = client_frame(0x82, &[0xff; 300]);
+    bytes.extend(client_frame(0x81, b"after"));
+    let (seen, violation) = decode_trickled(&bytes, 7);
+    assert_eq!(violation, None);
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1], r#"Text("after")"#);
+}
