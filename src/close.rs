@@ -123,9 +123,8 @@ impl CloseReason {
             CloseReason::Limit(Limit::MessageTooBig) => close_code::TOO_BIG,
             CloseReason::Limit(Limit::IdleTimeout) => close_code::GOING_AWAY,
             CloseReason::Limit(Limit::MessageTimeout) => close_code::POLICY,
-            CloseReason::Limit(Limit::Backpressure | Limit::CloseTimeout) | CloseReason::Io(_) => {
-                close_code::ABNORMAL
-            }
+            CloseReason::Limit(Limit::Backpressure | Limit::UnsentBudget | Limit::CloseTimeout)
+            | CloseReason::Io(_) => close_code::ABNORMAL,
             CloseReason::Shutdown => close_code::GOING_AWAY,
             CloseReason::Panic => close_code::INTERNAL_ERROR,
         }

@@ -53,15 +53,23 @@ pub struct ServerConfig {
     /// [`SendStatus::Backpressure`](crate::SendStatus::Backpressure) and
     /// `on_drain` follows once the buffer empties. Default 1 MiB.
     pub backpressure_threshold: usize,
-    /// Unsent bytes above which the connection is closed: a client that does
-    /// not read cannot make the server's memory grow without bound. Must
-    /// exceed the largest message you send. Default 64 MiB (plus the message
-    /// that crossed it).
+    /// Unsent bytes above which the connection is closed at its next send:
+    /// a client that does not read cannot make the server's memory grow
+    /// without bound. A queue under it takes one more message whatever its
+    /// size, so a connection holds at most this plus one message. Default
+    /// 4 MiB: some 30 s of a 1 Mbit/s link, enough for a browser tab that
+    /// falls behind and catches up; with tens of thousands of connections
+    /// the server-wide [`ServerConfig::unsent_budget`] bounds the sum.
     pub max_backpressure: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the client (see
     /// [`Context::remote_addr`](crate::Context::remote_addr)). Default
     /// none: the header is ignored, since a direct client could forge it.
     pub trusted_proxies: TrustedProxies,
+    /// Unsent output the server may hold across all its connections (each
+    /// frame shared by a broadcast counted once). Past it, the connections
+    /// holding the most are closed first, as if over `max_backpressure`,
+    /// until it is 7/8 full. Default 256 MiB.
+    pub unsent_budget: usize,
     /// The longest a message may take to arrive, from its first byte to its
     /// last (all its frames): a client that trickles a frame byte by byte
     /// would otherwise hold its connection for as long as it likes, since
@@ -92,9 +100,10 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(5),
             max_request_size: 16 << 10,
             backpressure_threshold: 1 << 20,
-            max_backpressure: 64 << 20,
+            max_backpressure: 4 << 20,
             trusted_proxies: TrustedProxies::default(),
             message_timeout: Duration::from_secs(30),
+            unsent_budget: 256 << 20,
             compression: Compression::Off,
             compression_threshold: 128,
         }
@@ -111,6 +120,12 @@ impl ServerConfig {
     /// Sets the largest frame, in bytes.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.websocket.max_frame_size = Some(bytes);
+        self
+    }
+
+    /// Sets [`ServerConfig::unsent_budget`].
+    pub fn unsent_budget(mut self, bytes: usize) -> Self {
+        self.unsent_budget = bytes;
         self
     }
 

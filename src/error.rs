@@ -43,6 +43,11 @@ pub enum Limit {
     /// The peer did not read fast enough and its outbound buffer overflowed.
     #[error("outbound buffer full (the peer is not reading)")]
     Backpressure,
+    /// The server held more unsent output than its budget, and this
+    /// connection held the most (see
+    /// [`ServerConfig::unsent_budget`](crate::ServerConfig::unsent_budget)).
+    #[error("the server's budget for unsent output ran out (the peer is not reading)")]
+    UnsentBudget,
     /// The peer did not answer pings within the idle timeout.
     #[error("idle timeout")]
     IdleTimeout,

@@ -68,6 +68,23 @@ impl Transport {
         }
     }
 
+    /// Writes what fits of `bufs` in order, in one `writev` on a plain
+    /// socket; `WouldBlock` when nothing does.
+    pub(crate) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write_vectored(bufs),
+            Transport::Tls(s) => s.write_vectored(bufs),
+            #[cfg(test)]
+            Transport::Memory(s) => {
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                s.write(first)
+            }
+        }
+    }
+
     /// Pushes bytes the transport itself holds (TLS records) to the socket:
     /// `Ok` once none are left, `WouldBlock` if the socket is full.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
@@ -155,11 +172,15 @@ impl TlsStream {
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // Records still queued mean the socket is full: take no more
         // plaintext, so the connection's own buffer keeps the backlog (and
         // its backpressure accounting) rather than rustls.
         self.flush_records()?;
-        let n = self.tls.writer().write(buf)?;
+        let n = self.tls.writer().write_vectored(bufs)?;
         match self.flush_records() {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -155,7 +155,9 @@ fn echo_over_wss_with_full_socket_buffers() {
     // client's receive buffer and the server's send buffer, so the server's
     // TLS records wait in rustls and go out on writable events.
     let cert = Cert::new("backpressure");
-    let server = start_server(&cert, ServerConfig::default());
+    // The server must hold all 24 MiB for this client: past the default
+    // 4 MiB a client that does not read is closed.
+    let server = start_server(&cert, ServerConfig::default().max_backpressure(32 << 20));
     let stream = tls_connect(&cert, server.addr);
     let url = format!("wss://localhost:{}/echo", server.addr.port());
     let (mut ws, _) = tungstenite::client::client(url.as_str(), stream).expect("upgrade");

@@ -85,8 +85,14 @@ pub struct Args {
     pub backpressure_threshold: usize,
 
     /// Unsent bytes above which a client that does not read is closed.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     pub max_backpressure: usize,
+
+    /// Unsent bytes the process may hold for all its clients together
+    /// (a broadcast frame counted once); past it the clients holding the
+    /// most are closed first.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub unsent_budget: usize,
 
     /// permessage-deflate on every WebSocket route: `off`; `shared` (no
     /// context takeover: one compressor for the process, nothing per idle
@@ -148,6 +154,7 @@ impl Args {
             .max_request_size(self.max_request_size)
             .backpressure_threshold(self.backpressure_threshold)
             .max_backpressure(self.max_backpressure)
+            .unsent_budget(self.unsent_budget)
             .compression(self.compression)
             .compression_threshold(self.compression_threshold)
             .trusted_proxies(self.trusted_proxies()?);

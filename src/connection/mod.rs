@@ -20,7 +20,9 @@ use std::fmt;
 use crate::close::CloseReason;
 use crate::error::Error;
 
-pub(crate) use conn::{Connection, MAX_ROUTES, Phase, RETAINED_BUFFER, flag, lend_out};
+pub(crate) use conn::{
+    Connection, MAX_ROUTES, Phase, RETAINED_BUFFER, SharedFrame, flag, lend_out,
+};
 pub(crate) use table::Net;
 
 /// Identifies a connection for its whole life; Ratchet's `resourceId`.

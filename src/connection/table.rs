@@ -4,15 +4,19 @@
 //! server must do next (a callback in [`Net::pending`], a socket to drop in
 //! [`Net::doomed`]).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use log::{debug, warn};
 use slab::Slab;
 
-use super::{ConnId, Connection, Pending, Phase, RETAINED_BUFFER, SendStatus, flag, lend_out};
+use super::{
+    ConnId, Connection, Pending, Phase, RETAINED_BUFFER, SendStatus, SharedFrame, flag, lend_out,
+};
 use crate::close::CloseReason;
 use crate::config::ServerConfig;
 use crate::deflate::codecs::Codecs;
@@ -60,7 +64,18 @@ pub(crate) struct Net {
     deflated_frame: Vec<u8>,
     /// Reused for an inflated message.
     pub(crate) inflated: Vec<u8>,
+    /// Unsent bytes the connections hold of their own (kept as they change,
+    /// recounted by every sweep).
+    owned_unsent: usize,
+    /// Bytes of shared frames some connection still holds.
+    shared_unsent: Rc<Cell<usize>>,
 }
+
+/// Frames at least this long that go to many connections are queued on
+/// each by reference rather than copied: a copy of a small frame costs
+/// less than the bookkeeping, and a small frame multiplied by its
+/// receivers is no memory threat within `max_backpressure`.
+const SHARE_MIN: usize = 1024;
 
 impl Net {
     pub(crate) fn new(config: ServerConfig, handler: SourceId) -> Self {
@@ -84,6 +99,8 @@ impl Net {
             deflated: Vec::new(),
             deflated_frame: Vec::new(),
             inflated: Vec::new(),
+            owned_unsent: 0,
+            shared_unsent: Rc::new(Cell::new(0)),
         }
     }
 
@@ -177,6 +194,46 @@ impl Net {
         self.queue(id, |out| encode::append(out, frame))
     }
 
+    /// Queues a frame shared with other connections, by reference.
+    fn send_shared(&mut self, id: ConnId, frame: &Rc<SharedFrame>) -> SendStatus {
+        self.queue_on(id, |conn| conn.queue_shared(Rc::clone(frame)))
+    }
+
+    /// A frame for many connections: shared when long enough to matter.
+    fn fan_out_frame(&mut self, bytes: &[u8]) -> Option<Rc<SharedFrame>> {
+        (bytes.len() >= SHARE_MIN).then(|| SharedFrame::new(bytes, &self.shared_unsent))
+    }
+
+    /// Sends `frame` to `id`, by reference when it is `shared`.
+    fn send_either(
+        &mut self,
+        id: ConnId,
+        frame: &[u8],
+        shared: &Option<Rc<SharedFrame>>,
+    ) -> SendStatus {
+        match shared {
+            Some(shared) => self.send_shared(id, shared),
+            None => self.send_frame(id, frame),
+        }
+    }
+
+    /// Unsent output held across the server: every connection's own bytes,
+    /// and each shared frame once.
+    pub(crate) fn unsent_held(&self) -> usize {
+        self.owned_unsent + self.shared_unsent.get()
+    }
+
+    /// Recounts the connections' own unsent bytes (the sweep does, so any
+    /// drift in the running count cannot last).
+    pub(crate) fn recount_unsent(&mut self) {
+        self.owned_unsent = self.conns.iter().map(|(_, c)| c.unsent_owned()).sum();
+    }
+
+    /// Forgets a connection's unsent bytes (it is dropped or discarded).
+    pub(crate) fn forget_unsent(&mut self, bytes: usize) {
+        self.owned_unsent = self.owned_unsent.saturating_sub(bytes);
+    }
+
     /// Encodes a message straight into the connection's output buffer,
     /// compressed when the connection agreed to permessage-deflate and the
     /// message is long enough.
@@ -215,19 +272,22 @@ impl Net {
         let mut plain = std::mem::take(&mut self.scratch);
         plain.clear();
         encode::message(&mut plain, text, payload);
+        let plain_shared = self.fan_out_frame(&plain);
         let mut compressed = std::mem::take(&mut self.deflated_frame);
         compressed.clear();
+        let mut compressed_shared = None;
         let mut sent = 0;
         for id in targets {
             let status = if !self.compresses(id, payload.len()) {
-                self.send_frame(id, &plain)
+                self.send_either(id, &plain, &plain_shared)
             } else if self.codecs.is_dedicated(id.key) {
                 self.send_message(id, text, payload)
             } else {
                 if compressed.is_empty() {
                     self.shared_frame(text, payload, &mut compressed);
+                    compressed_shared = self.fan_out_frame(&compressed);
                 }
-                self.send_frame(id, &compressed)
+                self.send_either(id, &compressed, &compressed_shared)
             };
             sent += usize::from(status != SendStatus::Dropped);
         }
@@ -275,6 +335,12 @@ impl Net {
     /// Appends to an open connection's output with `write`, then applies the
     /// backpressure limits.
     fn queue(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) -> SendStatus {
+        self.queue_on(id, |conn| write(conn.out_tail()))
+    }
+
+    /// Queues on an open connection with `queue`, then applies the
+    /// backpressure limits and the server's budget.
+    fn queue_on(&mut self, id: ConnId, queue: impl FnOnce(&mut Connection)) -> SendStatus {
         let (threshold, max) = (
             self.config.backpressure_threshold,
             self.config.max_backpressure,
@@ -289,45 +355,107 @@ impl Net {
         if conn.phase != Phase::Open || conn.has(flag::DOOMED) {
             return SendStatus::Dropped;
         }
+        if conn.unsent() > max {
+            // The peer has not read the last `max_backpressure` bytes: it
+            // is closed rather than sent more. A queue under the limit
+            // takes one more message whatever its size, so a message
+            // larger than the limit still goes to a peer that reads.
+            self.overflow(id);
+            return SendStatus::Dropped;
+        }
         lend_out(&mut self.spare_out, conn);
-        write(&mut conn.out);
+        let owned_before = conn.unsent_owned();
+        queue(conn);
         let unsent = conn.unsent();
-        if unsent <= threshold {
-            self.mark_dirty(id.key);
-            return SendStatus::Sent;
-        }
-        if unsent <= max {
+        self.owned_unsent += conn.unsent_owned().saturating_sub(owned_before);
+        let status = if unsent <= threshold {
+            SendStatus::Sent
+        } else {
             conn.flags |= flag::BACKPRESSURED;
-            self.mark_dirty(id.key);
-            return SendStatus::Backpressure;
+            SendStatus::Backpressure
+        };
+        self.mark_dirty(id.key);
+        if self.unsent_held() > self.config.unsent_budget {
+            self.shed();
+            if self.get(id).is_none_or(|c| c.has(flag::DOOMED)) {
+                return SendStatus::Dropped;
+            }
         }
-        self.overflow(id);
-        SendStatus::Dropped
+        status
+    }
+
+    /// Brings the unsent output held across the server back under its
+    /// budget (to 7/8 of it, so that one more message does not start this
+    /// again), closing the connections that hold the most first: those are
+    /// the ones that do not read.
+    fn shed(&mut self) {
+        let budget = self.config.unsent_budget;
+        let target = budget - budget / 8;
+        let mut holders: Vec<(usize, ConnId)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open && !c.has(flag::DOOMED))
+            .map(|(key, c)| {
+                (
+                    c.unsent(),
+                    ConnId {
+                        key: key as u32,
+                        generation: c.generation,
+                    },
+                )
+            })
+            .filter(|&(unsent, _)| unsent > 0)
+            .collect();
+        holders.sort_unstable_by_key(|&(unsent, _)| std::cmp::Reverse(unsent));
+        let before = self.unsent_held();
+        let mut closed = 0;
+        for (_, id) in holders {
+            if self.unsent_held() <= target {
+                break;
+            }
+            self.drop_output(id, Limit::UnsentBudget);
+            closed += 1;
+        }
+        warn!(
+            "unsent output held by the server ({before} bytes) passed its budget of {budget} bytes: \
+             closed the {closed} connections holding the most (now {} bytes)",
+            self.unsent_held()
+        );
     }
 
     /// Closes a connection whose unsent output passed `max_backpressure`:
     /// its buffer is released at once and it is dropped at the next settle.
     fn overflow(&mut self, id: ConnId) {
         let max = self.config.max_backpressure;
+        if let Some(conn) = self.get(id) {
+            warn!(
+                "{id} from {}: outbound buffer over {max} bytes, closing",
+                conn.peer
+            );
+        }
+        self.drop_output(id, Limit::Backpressure);
+    }
+
+    /// Closes a connection for not reading (`limit` says which limit):
+    /// its output is released at once and it is dropped at the next settle.
+    fn drop_output(&mut self, id: ConnId, limit: Limit) {
         let Some(conn) = self.get_mut(id) else {
             return;
         };
-        warn!(
-            "{id} from {}: outbound buffer over {max} bytes, closing",
-            conn.peer
-        );
-        conn.out = Vec::new();
-        conn.out_start = 0;
+        let owned = conn.unsent_owned();
+        conn.discard_output();
         let (component, session) = (conn.component(), conn.session);
-        if conn.has(flag::OPENED) {
+        let opened = conn.has(flag::OPENED);
+        self.forget_unsent(owned);
+        if opened {
             self.pending.push_back(Pending::Error {
                 conn: id,
                 component,
                 session,
-                error: Error::Limit(Limit::Backpressure),
+                error: Error::Limit(limit),
             });
         }
-        self.doom(id.key, CloseReason::Limit(Limit::Backpressure));
+        self.doom(id.key, CloseReason::Limit(limit));
     }
 
     /// Queues a control frame built by `write` (pong, ping, close), bypassing
@@ -335,7 +463,9 @@ impl Net {
     fn queue_control(&mut self, key: u32, write: impl FnOnce(&mut Vec<u8>)) {
         if let Some(conn) = self.conns.get_mut(key as usize) {
             lend_out(&mut self.spare_out, conn);
-            write(&mut conn.out);
+            let owned_before = conn.unsent_owned();
+            write(conn.out_tail());
+            self.owned_unsent += conn.unsent_owned().saturating_sub(owned_before);
             self.mark_dirty(key);
         }
     }
@@ -369,10 +499,10 @@ impl Net {
         };
         match conn.phase {
             Phase::Open => {
-                encode::close(&mut conn.out, code, text);
+                encode::close(conn.out_tail(), code, text);
                 conn.phase = Phase::AwaitingClose;
                 conn.since = now;
-                conn.reason.get_or_insert_with(|| Box::new(reason));
+                conn.set_reason(reason);
                 self.mark_dirty(id.key);
             }
             Phase::Handshake => self.doom(id.key, reason),
@@ -399,7 +529,7 @@ impl Net {
             generation: conn.generation,
         };
         if conn.phase == Phase::Open {
-            encode::close(&mut conn.out, code, text);
+            encode::close(conn.out_tail(), code, text);
         }
         if conn.phase != Phase::Handshake {
             conn.phase = Phase::Flushing;
@@ -415,7 +545,7 @@ impl Net {
             });
         }
         let conn = &mut self.conns[key as usize];
-        conn.reason.get_or_insert_with(|| Box::new(reason));
+        conn.set_reason(reason);
         if conn.phase == Phase::Handshake {
             self.doom(key, CloseReason::Io(io::ErrorKind::InvalidData));
         } else {
@@ -462,20 +592,18 @@ impl Net {
             // is answered by a close without a code.
             if code == close_code::NO_STATUS {
                 encode::frame(
-                    &mut conn.out,
+                    conn.out_tail(),
                     tungstenite::protocol::frame::coding::OpCode::Control(
                         tungstenite::protocol::frame::coding::Control::Close,
                     ),
                     &[],
                 );
             } else {
-                encode::close(&mut conn.out, code, "");
+                encode::close(conn.out_tail(), code, "");
             }
-            conn.reason.get_or_insert_with(|| {
-                Box::new(CloseReason::Peer {
-                    code,
-                    reason: text.to_owned(),
-                })
+            conn.set_reason(CloseReason::Peer {
+                code,
+                reason: text.to_owned(),
             });
         }
         conn.phase = Phase::Flushing;
@@ -489,7 +617,7 @@ impl Net {
             && !conn.has(flag::DOOMED)
         {
             conn.flags |= flag::DOOMED;
-            conn.reason.get_or_insert_with(|| Box::new(reason));
+            conn.set_reason(reason);
             self.doomed.push(key);
         }
     }
@@ -537,7 +665,11 @@ impl Net {
         if conn.has(flag::DOOMED) {
             return;
         }
+        let owned_before = conn.unsent_owned();
         let written = conn.write_out();
+        let owned_written = owned_before.saturating_sub(conn.unsent_owned());
+        self.forget_unsent(owned_written);
+        let conn = &mut self.conns[key as usize];
         if conn.out.is_empty() {
             self.recycle_out(key);
         }

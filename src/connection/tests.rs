@@ -99,7 +99,7 @@ fn our_close_waits_for_the_peers_then_the_socket_goes() {
     net.flush(id.key);
     assert_eq!(net.doomed, [id.key]);
     assert!(peer(&mut net, id).write_closed);
-    let reason = net.conns[id.key as usize].reason.as_deref().cloned();
+    let reason = net.conns[id.key as usize].reason().cloned();
     assert_eq!(reason, Some(CloseReason::Shutdown));
 }
 
@@ -116,7 +116,7 @@ fn the_peers_close_is_echoed_then_the_socket_goes() {
     encode::close(&mut want, 1001, "");
     assert_eq!(peer(&mut net, id).written, want);
     assert_eq!(net.doomed, [id.key]);
-    let reason = net.conns[id.key as usize].reason.as_deref().cloned();
+    let reason = net.conns[id.key as usize].reason().cloned();
     assert_eq!(
         reason,
         Some(CloseReason::Peer {
@@ -134,11 +134,14 @@ fn a_peer_that_never_reads_is_closed_past_max_backpressure() {
         ..ServerConfig::default()
     };
     let (mut net, id) = open_connection(0, config);
+    // One message larger than the limit is taken by an empty queue.
     assert_eq!(
-        net.send_message(id, true, &[b'a'; 40]),
+        net.send_message(id, true, &[b'a'; 100]),
         SendStatus::Backpressure
     );
-    assert_eq!(net.send_message(id, true, &[b'b'; 40]), SendStatus::Dropped);
+    assert!(net.doomed.is_empty());
+    // The next finds the peer has not read the last 64 bytes: closed.
+    assert_eq!(net.send_message(id, true, &[b'b'; 1]), SendStatus::Dropped);
     assert_eq!(net.doomed, [id.key]);
     assert_eq!(
         net.conns[id.key as usize].out.capacity(),
@@ -238,4 +241,89 @@ fn a_stale_id_does_not_touch_the_compressor_of_the_connection_in_its_slot() {
         SendStatus::Dropped
     );
     assert_eq!(net.codecs.messages_deflated, 0);
+}
+
+#[test]
+fn a_broadcast_holds_its_frame_once_however_many_do_not_read() {
+    let config = ServerConfig {
+        backpressure_threshold: 1 << 20,
+        max_backpressure: 1 << 20,
+        ..ServerConfig::default()
+    };
+    let (mut net, first) = open_connection(0, config.clone());
+    let mut ids = vec![first];
+    for _ in 1..20 {
+        let (other, id) = open_connection(0, config.clone());
+        let conn = other.conns.into_iter().next().expect("one").1;
+        let key = net.conns.insert(conn) as u32;
+        ids.push(ConnId {
+            key,
+            generation: id.generation,
+        });
+    }
+    let message = vec![7u8; 64 << 10];
+    for _ in 0..10 {
+        assert_eq!(
+            net.fan_out(ids.iter().copied(), crate::Message::Binary(&message)),
+            20
+        );
+    }
+    // 20 connections hold 10 frames each, 13 MB between them, all shared:
+    // the server holds 10 frames' worth.
+    let frame_len = message.len() + 10;
+    assert_eq!(net.conns[first.key as usize].unsent(), 10 * frame_len);
+    assert_eq!(net.unsent_held(), 10 * frame_len);
+    // Small messages are copied, and counted per connection.
+    net.fan_out(ids.iter().copied(), crate::Message::Text("hi"));
+    assert_eq!(net.unsent_held(), 10 * frame_len + 20 * 4);
+    // A reader drains its share; the frames stay while others hold them.
+    peer(&mut net, first).room = usize::MAX;
+    net.flush(first.key);
+    assert_eq!(peer(&mut net, first).written.len(), 10 * frame_len + 4);
+    assert_eq!(net.conns[first.key as usize].unsent(), 0);
+    assert_eq!(net.unsent_held(), 10 * frame_len + 19 * 4);
+    net.recount_unsent();
+    assert_eq!(net.unsent_held(), 10 * frame_len + 19 * 4);
+}
+
+#[test]
+fn past_the_budget_the_connections_holding_the_most_are_closed_first() {
+    let config = ServerConfig {
+        backpressure_threshold: 1 << 20,
+        max_backpressure: 8 << 20,
+        unsent_budget: 1 << 20,
+        ..ServerConfig::default()
+    };
+    let (mut net, first) = open_connection(0, config.clone());
+    let mut ids = vec![first];
+    for _ in 1..4 {
+        let (other, id) = open_connection(0, config.clone());
+        let conn = other.conns.into_iter().next().expect("one").1;
+        let key = net.conns.insert(conn) as u32;
+        ids.push(ConnId {
+            key,
+            generation: id.generation,
+        });
+    }
+    // Each holds its own: 100 KB, 200 KB, 300 KB, then 600 KB crosses 1 MiB.
+    for (i, id) in ids.iter().enumerate().take(3) {
+        let status = net.send_message(*id, false, &vec![1; (i + 1) * 100_000]);
+        assert_eq!(status, SendStatus::Sent);
+    }
+    assert!(net.doomed.is_empty());
+    assert_eq!(
+        net.send_message(ids[3], false, &vec![1; 600_000]),
+        SendStatus::Dropped
+    );
+    // The largest holder (the one that crossed it) went first; that was
+    // enough to get under 7/8 of the budget.
+    assert_eq!(net.doomed, [ids[3].key]);
+    assert!(net.unsent_held() <= (1 << 20) - (1 << 17));
+    assert!(matches!(
+        net.pending.pop_front(),
+        Some(Pending::Error {
+            error: Error::Limit(Limit::UnsentBudget),
+            ..
+        })
+    ));
 }

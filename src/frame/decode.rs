@@ -302,7 +302,11 @@ impl Decoder {
         let ascii = if progress.unmasked > 0 {
             // The start arrived earlier and is unmasked and checked already;
             // the whole payload is checked again once it is whole.
-            apply_mask_at(&mut payload[progress.unmasked..], header.mask, progress.unmasked);
+            apply_mask_at(
+                &mut payload[progress.unmasked..],
+                header.mask,
+                progress.unmasked,
+            );
             false
         } else if plain_text && header.fin {
             unmask_ascii(payload, header.mask)
@@ -319,7 +323,10 @@ impl Decoder {
     /// Autobahn's 6.4.3/6.4.4 hold a frame back after its bad byte to see
     /// that the server does not wait for the rest.
     fn check_arrived(&mut self, arrived: &mut [u8], mask: [u8; 4]) -> Result<(), Violation> {
-        let mut progress = self.state.as_ref().map_or_else(Progress::default, |s| s.progress);
+        let mut progress = self
+            .state
+            .as_ref()
+            .map_or_else(Progress::default, |s| s.progress);
         if arrived.len() <= progress.unmasked {
             return Ok(());
         }
@@ -352,7 +359,10 @@ impl Decoder {
     /// before: the server closes a connection whose message takes longer
     /// than its message timeout to arrive.
     pub(crate) fn note_incomplete(&mut self, now: u32) {
-        self.state.get_or_insert_with(Box::default).started.get_or_insert(now);
+        self.state
+            .get_or_insert_with(Box::default)
+            .started
+            .get_or_insert(now);
     }
 
     /// Notes that nothing of a message is pending.

@@ -27,7 +27,12 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
 /// [`apply_mask`] on a part of a payload that starts at byte `offset` of it.
 pub fn apply_mask_at(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let r = offset % 4;
-    let rotated = [mask[r], mask[(r + 1) % 4], mask[(r + 2) % 4], mask[(r + 3) % 4]];
+    let rotated = [
+        mask[r],
+        mask[(r + 1) % 4],
+        mask[(r + 2) % 4],
+        mask[(r + 3) % 4],
+    ];
     apply_mask(buf, rotated);
 }
 

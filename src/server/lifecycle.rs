@@ -54,6 +54,7 @@ impl ServerCore {
                 expired.push((key as u32, action));
             }
         }
+        self.net.recount_unsent();
         if released >= RELEASE_TRIM_THRESHOLD {
             give_back_free_memory();
         }
@@ -79,7 +80,9 @@ impl ServerCore {
                     );
                 }
                 Expiry::SlowMessage => {
-                    warn!("#{generation} from {peer}: a message took longer than the message timeout to arrive, closing with 1008");
+                    warn!(
+                        "#{generation} from {peer}: a message took longer than the message timeout to arrive, closing with 1008"
+                    );
                     self.net.fail(
                         key,
                         close_code::POLICY,

@@ -228,7 +228,7 @@ impl ServerCore {
         // No explicit deregister: closing the descriptor (when `conn` drops
         // below) takes it out of the epoll set, since it is never duplicated.
         // That is one epoll_ctl fewer per connection.
-        let Some(conn) = self.net.conns.try_remove(key as usize) else {
+        let Some(mut conn) = self.net.conns.try_remove(key as usize) else {
             return;
         };
         let component = conn.component();
@@ -239,6 +239,7 @@ impl ServerCore {
         if conn.flags & flag::DEFLATE != 0 {
             self.net.codecs.close(key);
         }
+        self.net.forget_unsent(conn.unsent_owned());
         let Net { topics, broker, .. } = &mut self.net;
         topics.leave_all(id, |topic| {
             if let Some(broker) = broker {
@@ -246,8 +247,8 @@ impl ServerCore {
             }
         });
         let reason = conn
-            .reason
-            .map_or(CloseReason::Io(io::ErrorKind::UnexpectedEof), |r| *r);
+            .take_reason()
+            .unwrap_or(CloseReason::Io(io::ErrorKind::UnexpectedEof));
         if conn.flags & flag::OPENED != 0 {
             debug!("{id} from {} closed: {reason}", conn.peer);
             self.net.pending.push_back(Pending::Close {
