@@ -7,6 +7,13 @@
 //! binary (`server/`) puts it on an app with [`setup::mount`], which mounts
 //! it with [`pawl::App::mount`] and hands the returned `Route<Chat>` to the
 //! Redis store and cluster, whose replies reach the chat through it.
+//!
+//! Rooms are the library's topics: a joined connection subscribes to its
+//! room's [`room_topic`], and a public message is one
+//! [`publish`](pawl::Context::publish) to it, which, with a broker
+//! ([`pawl::App::broker`]), reaches the room on every node. The chat
+//! watches its rooms' topics to keep its backlog, ids and presence (see
+//! [`cluster`]).
 //! Each connection's [`Session`] (room, name, rate limit) lives with the
 //! connection, not in a map of the chat's.
 
@@ -20,6 +27,7 @@ pub mod protocol;
 pub mod redis_store;
 mod remote;
 pub mod room;
+mod rooms;
 pub mod setup;
 pub mod store;
 
@@ -28,8 +36,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
 use pawl::{CloseCode, CloseReason, Component, ConnId, Context, Message};
+use serde::Deserialize;
 
-use cluster::{Cluster, Event};
+use cluster::{Cluster, Envelope, Event};
 use limit::RateLimit;
 use protocol::{ChatMessage, ClientMessage, DirectMessage, ErrorCode, ServerMessage};
 use redis_store::StoredMember;
@@ -38,6 +47,37 @@ use store::Store;
 
 /// The room of a connection that names none.
 pub const DEFAULT_ROOM: &str = "lobby";
+
+/// Every topic of the chat starts with this. They are the chat's alone: a
+/// program that lets clients name topics (the `pawl` binary's
+/// `/broadcast?topic=`) must refuse these, or a client could read DMs and
+/// speak as anyone ([`is_chat_topic`]).
+pub const TOPIC_PREFIX: &str = "chat:";
+
+/// The topic of a room's public messages, as clients get them.
+pub fn room_topic(room: &str) -> String {
+    format!("{TOPIC_PREFIX}room:{room}")
+}
+
+/// The topic of a room's events between nodes (DMs, presence); only the
+/// chat watches it.
+pub fn events_topic(room: &str) -> String {
+    format!("{TOPIC_PREFIX}events:{room}")
+}
+
+/// True for a topic of the chat's, which nobody else may subscribe or
+/// publish to.
+pub fn is_chat_topic(topic: &str) -> bool {
+    topic.starts_with(TOPIC_PREFIX)
+}
+
+/// What the chat publishes on a room's topic and reads back from other
+/// nodes: the client's own `message`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Published {
+    Message(ChatMessage),
+}
 
 /// Longest name, in characters.
 pub const MAX_NAME: usize = 32;
@@ -95,6 +135,8 @@ struct RoomEntry {
     waiting: Vec<(ConnId, String)>,
     /// Open connections on the room, joined or not.
     open: usize,
+    /// When the room was last read again for a gap in its ids.
+    gap_reload: Option<Instant>,
 }
 
 /// What the chat keeps per connection: its room, its name once joined,
@@ -159,9 +201,10 @@ impl Chat {
             if !entry.loading {
                 store.save_room(ctx, name, &entry.room);
                 store.load(ctx, name);
-                // Others may have read the room before it was written back.
+                // Others may have read the room before it was written back
+                // (at most once: the next message's id shows a gap anyway).
                 if let Some(cluster) = cluster {
-                    cluster.publish(name, Event::Reload);
+                    cluster.publish(ctx, name, Event::Reload);
                 }
             }
         }
@@ -269,7 +312,7 @@ impl Chat {
                 let json = ServerMessage::Profile { user: &user }.to_json();
                 ctx.broadcast(room.connections(), json.as_str());
                 if let Some(cluster) = &self.cluster {
-                    cluster.publish(&room_name, Event::Profile { user });
+                    cluster.publish(ctx, &room_name, Event::Profile { user });
                 }
             }
             ClientMessage::History { before, limit } => {
@@ -296,8 +339,8 @@ impl Chat {
         }
     }
 
-    /// A public message gets its id: sent to this node's users, stored,
-    /// announced to the other nodes.
+    /// A public message gets its id: stored, and published on the room's
+    /// topic (to this node's users and, with a broker, every other node's).
     fn post_say(
         &mut self,
         ctx: &mut Context<'_, Chat>,
@@ -316,13 +359,9 @@ impl Chat {
             text,
             ts: now_ms(),
         };
-        let json = ServerMessage::Message(&message).to_json();
-        ctx.broadcast(room.connections(), json.as_str());
         self.store.save_message(ctx, room_name, &message);
-        if let Some(cluster) = &self.cluster {
-            let message = message.clone();
-            cluster.publish(room_name, Event::Message { message });
-        }
+        let json = ServerMessage::Message(&message).to_json();
+        ctx.publish(&room_topic(room_name), &json);
         room.insert_message(message);
     }
 
@@ -355,7 +394,7 @@ impl Chat {
         }
         room.push_dm(&dm);
         if let Some(cluster) = &self.cluster {
-            cluster.publish(room_name, Event::Dm { dm });
+            cluster.publish(ctx, room_name, Event::Dm { dm });
         }
     }
 }
@@ -373,7 +412,7 @@ impl Component for Chat {
             warn!("{conn}: bad room name {room:?}");
             ctx.close(conn, CloseCode::POLICY, "bad room name");
         } else {
-            self.ensure_room(ctx, &room).open += 1;
+            self.open_room(ctx, &room);
         }
         Session {
             room,
@@ -433,6 +472,29 @@ impl Component for Chat {
         self.handle(ctx, conn, session, text);
     }
 
+    fn on_remote_publish(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        topic: &str,
+        message: Message<'_>,
+    ) {
+        let Message::Text(text) = message else {
+            return;
+        };
+        let rest = topic.strip_prefix(TOPIC_PREFIX).unwrap_or_default();
+        if let Some(room) = rest.strip_prefix("room:") {
+            match serde_json::from_str::<Published>(text) {
+                Ok(Published::Message(message)) => self.remote_message(ctx, room, message),
+                Err(e) => warn!("a bad message from another node on {topic:?}: {e}"),
+            }
+        } else if let Some(room) = rest.strip_prefix("events:") {
+            match serde_json::from_str::<Envelope>(text) {
+                Ok(envelope) => self.remote_event(ctx, room, envelope),
+                Err(e) => warn!("a bad event from another node on {topic:?}: {e}"),
+            }
+        }
+    }
+
     fn on_close(
         &mut self,
         ctx: &mut Context<'_, Chat>,
@@ -443,7 +505,6 @@ impl Component for Chat {
         let Some(entry) = self.rooms.get_mut(&session.room) else {
             return;
         };
-        entry.open -= 1;
         if let Some(name) = session.name {
             let (last_here, offline) = entry.room.leave(conn, &name);
             if offline {
@@ -451,14 +512,10 @@ impl Component for Chat {
                 ctx.broadcast(entry.room.connections(), json.as_str());
             }
             if last_here && let Some(cluster) = &self.cluster {
-                cluster.publish(&session.room, Event::Left { name });
+                cluster.publish(ctx, &session.room, Event::Left { name });
             }
         }
-        // A room nobody ever spoke or joined in is forgotten when its last
-        // connection goes, so made-up room names cost nothing for long.
-        if entry.open == 0 && !entry.loading && entry.room.is_empty() {
-            self.rooms.remove(&session.room);
-        }
+        self.close_room(ctx, &session.room);
     }
 }
 

@@ -289,6 +289,9 @@ fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
 
     redis.restart();
     redis.wait_for_nodes(2);
+    // Both nodes listen to the room's topic again (they subscribe again by
+    // themselves once Redis is back).
+    redis.wait_topic("chat:room:lobby", 2);
     let back = say(&mut alice, "back");
     assert!(back > alone, "ids go on above what was said meanwhile");
     // What A said meanwhile was queued and is published once Redis is
