@@ -22,6 +22,7 @@
 pub mod cluster;
 mod join;
 mod limit;
+pub mod names;
 pub mod page;
 pub mod protocol;
 pub mod redis_store;
@@ -79,8 +80,7 @@ enum Published {
     Message(ChatMessage),
 }
 
-/// Longest name, in characters.
-pub const MAX_NAME: usize = 32;
+pub use names::MAX_NAME;
 
 /// Longest room name, in characters.
 const MAX_ROOM: usize = 64;
@@ -256,6 +256,18 @@ impl Chat {
                     since,
                 },
             ) => {
+                let name = match names::normalize(&name) {
+                    Ok(name) => name,
+                    Err(what) => return error(ctx, conn, ErrorCode::BadRequest, &what),
+                };
+                let lookalike = self
+                    .rooms
+                    .get(&room_name)
+                    .and_then(|e| e.room.lookalike(&name));
+                if let Some(other) = lookalike {
+                    let what = format!("{name:?} looks like {other:?}, who is in this room");
+                    return error(ctx, conn, ErrorCode::NameTaken, &what);
+                }
                 let request = join::JoinRequest {
                     name,
                     profile,
@@ -541,15 +553,9 @@ fn error(ctx: &mut Context<'_, Chat>, conn: ConnId, code: ErrorCode, message: &s
     send(ctx, conn, &ServerMessage::Error { code, message });
 }
 
+/// A name as [`names::normalize`] keeps it is unchanged by it.
 fn check_name(name: &str) -> Result<(), String> {
-    let count = name.chars().count();
-    if count == 0 || count > MAX_NAME {
-        return Err(format!("a name has 1 to {MAX_NAME} characters"));
-    }
-    if name.chars().any(char::is_control) || name.trim() != name {
-        return Err("a name has no control characters or outer spaces".into());
-    }
-    Ok(())
+    names::normalize(name).map(drop)
 }
 
 fn check_text(text: &str, max: usize) -> Result<(), (ErrorCode, String)> {

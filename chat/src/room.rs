@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use super::names::skeleton;
 use super::protocol::{ChatMessage, DirectMessage, ErrorCode, Profile, User};
 
 /// Someone who joined the room at least once.
@@ -48,6 +49,8 @@ pub struct Room<C = pawl::ConnId> {
     last_id: u64,
     backlog: VecDeque<ChatMessage>,
     members: HashMap<String, Member<C>>,
+    /// The first member's name for each confusable skeleton.
+    skeletons: HashMap<String, String>,
     keep: usize,
 }
 
@@ -59,6 +62,7 @@ impl<C: Ord + Copy> Room<C> {
             last_id: 0,
             backlog: VecDeque::new(),
             members: HashMap::new(),
+            skeletons: HashMap::new(),
             keep,
         }
     }
@@ -78,6 +82,10 @@ impl<C: Ord + Copy> Room<C> {
         {
             return Err(ErrorCode::NameTaken);
         }
+        if self.lookalike(name).is_some() {
+            return Err(ErrorCode::NameTaken);
+        }
+        self.note_skeleton(name);
         let member = self
             .members
             .entry(name.to_owned())
@@ -108,9 +116,29 @@ impl<C: Ord + Copy> Room<C> {
         }
     }
 
+    /// Another member's name that a reader could take `name` for, if a
+    /// new member called `name` would be confused with one.
+    pub fn lookalike(&self, name: &str) -> Option<&str> {
+        if self.members.contains_key(name) {
+            return None;
+        }
+        self.skeletons.get(&skeleton(name)).map(String::as_str)
+    }
+
+    /// Files `name` under its skeleton unless a member has it already
+    /// (the first keeps it: older stores may hold lookalikes).
+    fn note_skeleton(&mut self, name: &str) {
+        self.skeletons
+            .entry(skeleton(name))
+            .or_insert_with(|| name.to_owned());
+    }
+
     /// Adds a member known elsewhere (another node, the store) unless
     /// memory has it already.
     pub fn add_member(&mut self, name: &str, token: &str, profile: Profile) -> &mut Member<C> {
+        if !self.members.contains_key(name) {
+            self.note_skeleton(name);
+        }
         self.members
             .entry(name.to_owned())
             .or_insert_with(|| Member {
@@ -245,6 +273,9 @@ impl<C: Ord + Copy> Room<C> {
     pub fn merge(&mut self, loaded: Loaded) {
         self.last_id = self.last_id.max(loaded.last_id);
         for (name, token, profile) in loaded.members {
+            if !self.members.contains_key(&name) {
+                self.note_skeleton(&name);
+            }
             self.members.entry(name.clone()).or_insert_with(|| Member {
                 user: User { name, profile },
                 token,
@@ -338,6 +369,27 @@ mod tests {
         assert_eq!(room.leave(conn(0), "alice"), (false, false));
         assert_eq!(room.leave(conn(1), "alice"), (true, true));
         assert!(room.online_users().is_empty());
+    }
+
+    #[test]
+    fn lookalikes_of_a_member_are_taken() {
+        let mut room: Room<u32> = Room::new(10);
+        room.join(conn(0), "alice", None, || "t1".into())
+            .expect("new");
+        let cyrillic = "\u{0430}lice";
+        assert_eq!(room.lookalike(cyrillic), Some("alice"));
+        assert_eq!(
+            room.join(conn(1), cyrillic, None, || "t2".into()).err(),
+            Some(ErrorCode::NameTaken)
+        );
+        assert_eq!(room.lookalike("alice"), None, "her own name");
+        room.add_member("bob", "tb", Profile::default());
+        assert_eq!(room.lookalike("b\u{043E}b"), Some("bob"), "Cyrillic о");
+        room.merge(Loaded {
+            members: vec![("carol".into(), "tc".into(), Profile::default())],
+            ..Loaded::default()
+        });
+        assert_eq!(room.lookalike("caro1"), Some("carol"), "digit one");
     }
 
     #[test]

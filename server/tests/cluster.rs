@@ -116,6 +116,9 @@ fn users_on_two_nodes_talk_dm_and_see_each_other() {
     let mut thief = b.client("lobby");
     thief.send(json!({"type": "join", "name": "alice"}));
     thief.expect_error("name_taken");
+    // And so is a name that looks like it (a Cyrillic а).
+    thief.send(json!({"type": "join", "name": "\u{0430}lice"}));
+    thief.expect_error("name_taken");
 
     // DMs reach every tab of both parties, wherever they are; a second tab
     // of bob's on node A does not make him join again.
