@@ -19,6 +19,7 @@
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod budget;
 pub mod cluster;
 mod join;
 mod limit;
@@ -104,6 +105,15 @@ pub struct ChatConfig {
     pub rate: f64,
     /// Messages a connection may send at once. Default 20.
     pub burst: u32,
+    /// Bytes the chat may hold (rooms, backlogs, members, DMs), by its own
+    /// count; past it, the oldest idle are forgotten (see `budget`).
+    /// Default 64 MiB.
+    pub memory: usize,
+    /// Connections per second one client address may open on average.
+    /// Default 20.
+    pub connect_rate: f64,
+    /// Connections one client address may open at once. Default 50.
+    pub connect_burst: u32,
 }
 
 impl Default for ChatConfig {
@@ -113,6 +123,9 @@ impl Default for ChatConfig {
             max_text: 4096,
             rate: 10.0,
             burst: 20,
+            memory: 64 << 20,
+            connect_rate: 20.0,
+            connect_burst: 50,
         }
     }
 }
@@ -126,6 +139,10 @@ pub struct Chat {
     cluster: Option<Cluster>,
     /// The last presence version seen from each other node.
     versions: HashMap<String, u64>,
+    /// Connection rates per client address.
+    addresses: budget::Addresses,
+    /// The budget's periodic check is set.
+    budget_started: bool,
 }
 
 struct RoomEntry {
@@ -137,6 +154,13 @@ struct RoomEntry {
     open: usize,
     /// When the room was last read again for a gap in its ids.
     gap_reload: Option<Instant>,
+    /// When its last connection here closed (its open count hit 0).
+    idle_since: Instant,
+    /// Members were forgotten for the budget: a name memory does not know
+    /// may be in the store.
+    forgotten: bool,
+    /// The last name read from the store for that (not read twice in a row).
+    fetched: Option<String>,
 }
 
 /// What the chat keeps per connection: its room, its name once joined,
@@ -173,6 +197,8 @@ impl Chat {
             store,
             cluster: None,
             versions: HashMap::new(),
+            addresses: budget::Addresses::default(),
+            budget_started: false,
         }
     }
 
@@ -260,6 +286,9 @@ impl Chat {
                     Ok(name) => name,
                     Err(what) => return error(ctx, conn, ErrorCode::BadRequest, &what),
                 };
+                if self.fetch_member(ctx, conn, &room_name, &name, text) {
+                    return;
+                }
                 let lookalike = self
                     .rooms
                     .get(&room_name)
@@ -301,7 +330,15 @@ impl Chat {
                     chat.post_say(ctx, &room, name, text, id);
                 });
             }
-            ClientMessage::Dm { to, text } => {
+            ClientMessage::Dm { to, text: said } => {
+                if self.fetch_member(ctx, conn, &room_name, &to, text) {
+                    return;
+                }
+                let text = said;
+                let Some(entry) = self.rooms.get_mut(&room_name) else {
+                    return;
+                };
+                let room = &mut entry.room;
                 if room.member(&to).is_none() {
                     let what = format!("nobody called {to:?} in this room");
                     return error(ctx, conn, ErrorCode::NoSuchUser, &what);
@@ -415,12 +452,20 @@ impl Component for Chat {
     type Session = Session;
 
     fn on_open(&mut self, ctx: &mut Context<'_, Chat>, conn: ConnId) -> Session {
+        self.start_budget(ctx);
         let room = ctx
             .request(conn)
             .and_then(|r| r.query_param("room").map(|r| r.into_owned()))
             .unwrap_or_else(|| DEFAULT_ROOM.to_owned());
         let count = room.chars().count();
-        if count == 0 || count > MAX_ROOM || room.chars().any(char::is_control) {
+        // A refused connection's session names no room (no room is called "").
+        let room = if self.admit(ctx, conn) {
+            room
+        } else {
+            String::new()
+        };
+        if room.is_empty() {
+        } else if count == 0 || count > MAX_ROOM || room.chars().any(char::is_control) {
             warn!("{conn}: bad room name {room:?}");
             ctx.close(conn, CloseCode::POLICY, "bad room name");
         } else {

@@ -3,6 +3,7 @@
 //! id sequence. Pure data: no sockets, no store; the component sends.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
 
 use super::names::skeleton;
 use super::protocol::{ChatMessage, DirectMessage, ErrorCode, Profile, User};
@@ -21,6 +22,9 @@ pub struct Member<C = pawl::ConnId> {
     pub nodes: BTreeSet<String>,
     /// The last direct messages to or from this member, oldest first.
     pub dms: VecDeque<DirectMessage>,
+    /// When the member last joined, left or had a DM: the oldest idle go
+    /// first when the chat is over its memory budget.
+    pub active: Instant,
 }
 
 impl<C> Member<C> {
@@ -52,6 +56,38 @@ pub struct Room<C = pawl::ConnId> {
     /// The first member's name for each confusable skeleton.
     skeletons: HashMap<String, String>,
     keep: usize,
+    /// What the room holds, by [`cost`]'s estimate.
+    bytes: usize,
+}
+
+/// Estimates of what the chat keeps, in bytes: the structs and their
+/// strings, with room for the maps' own overhead. The chat's memory budget
+/// is counted in these.
+pub mod cost {
+    use super::{ChatMessage, DirectMessage, Member};
+
+    /// A room with nothing in it, beside its name.
+    pub const ROOM: usize = 512;
+
+    /// A profile at its largest (a colour and 140 characters of status),
+    /// so that profile changes need no recount.
+    const PROFILE: usize = 8 + 140 * 4;
+
+    /// A public message in the backlog.
+    pub fn message(m: &ChatMessage) -> usize {
+        std::mem::size_of::<ChatMessage>() + m.from.len() + m.text.len()
+    }
+
+    /// A direct message in one member's list.
+    pub fn dm(d: &DirectMessage) -> usize {
+        std::mem::size_of::<DirectMessage>() + d.from.len() + d.to.len() + d.text.len()
+    }
+
+    /// A member without their DMs: the entry, the name twice (key and
+    /// user), the token, the profile, the skeleton's entry.
+    pub fn member<C>(m: &Member<C>) -> usize {
+        std::mem::size_of::<Member<C>>() + 64 + 4 * m.user.name.len() + m.token.len() + PROFILE
+    }
 }
 
 impl<C: Ord + Copy> Room<C> {
@@ -64,6 +100,7 @@ impl<C: Ord + Copy> Room<C> {
             members: HashMap::new(),
             skeletons: HashMap::new(),
             keep,
+            bytes: 0,
         }
     }
 
@@ -86,10 +123,9 @@ impl<C: Ord + Copy> Room<C> {
             return Err(ErrorCode::NameTaken);
         }
         self.note_skeleton(name);
-        let member = self
-            .members
-            .entry(name.to_owned())
-            .or_insert_with(|| Member {
+        let bytes = &mut self.bytes;
+        let member = self.members.entry(name.to_owned()).or_insert_with(|| {
+            let member = Member {
                 user: User {
                     name: name.to_owned(),
                     profile: Profile::default(),
@@ -98,7 +134,12 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
-            });
+                active: Instant::now(),
+            };
+            *bytes += cost::member(&member);
+            member
+        });
+        member.active = Instant::now();
         let came_online = !member.online();
         member.conns.insert(conn);
         Ok((member, came_online))
@@ -110,6 +151,7 @@ impl<C: Ord + Copy> Room<C> {
         match self.members.get_mut(name) {
             Some(m) if m.conns.contains(&conn) => {
                 m.conns.remove(&conn);
+                m.active = Instant::now();
                 (m.conns.is_empty(), !m.online())
             }
             _ => (false, false),
@@ -139,9 +181,9 @@ impl<C: Ord + Copy> Room<C> {
         if !self.members.contains_key(name) {
             self.note_skeleton(name);
         }
-        self.members
-            .entry(name.to_owned())
-            .or_insert_with(|| Member {
+        let bytes = &mut self.bytes;
+        self.members.entry(name.to_owned()).or_insert_with(|| {
+            let member = Member {
                 user: User {
                     name: name.to_owned(),
                     profile,
@@ -150,7 +192,11 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
-            })
+                active: Instant::now(),
+            };
+            *bytes += cost::member(&member);
+            member
+        })
     }
 
     /// Sets where `node` has `name` online; returns whether the member came
@@ -229,9 +275,12 @@ impl<C: Ord + Copy> Room<C> {
         {
             return false;
         }
+        self.bytes += cost::message(&message);
         self.backlog.insert(at, message);
         while self.backlog.len() > self.keep {
-            self.backlog.pop_front();
+            if let Some(old) = self.backlog.pop_front() {
+                self.bytes -= cost::message(&old);
+            }
         }
         true
     }
@@ -245,8 +294,12 @@ impl<C: Ord + Copy> Room<C> {
                     continue;
                 }
                 member.dms.insert(at, dm.clone());
+                member.active = Instant::now();
+                self.bytes += cost::dm(dm);
                 while member.dms.len() > self.keep {
-                    member.dms.pop_front();
+                    if let Some(old) = member.dms.pop_front() {
+                        self.bytes -= cost::dm(&old);
+                    }
                 }
             }
         }
@@ -282,6 +335,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                active: Instant::now(),
             });
         }
         let mut messages: Vec<ChatMessage> = self.backlog.drain(..).collect();
@@ -306,6 +360,48 @@ impl<C: Ord + Copy> Room<C> {
             let skip = dms.len().saturating_sub(self.keep);
             member.dms = dms.into_iter().skip(skip).collect();
         }
+        self.recount();
+    }
+
+    /// Counts [`Room::bytes`] again from what the room holds.
+    fn recount(&mut self) {
+        let members: usize = self
+            .members
+            .values()
+            .map(|m| cost::member(m) + m.dms.iter().map(cost::dm).sum::<usize>())
+            .sum();
+        self.bytes = members + self.backlog.iter().map(cost::message).sum::<usize>();
+    }
+
+    /// What the room holds, in bytes by [`cost`]'s estimates.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Offline members (here and on every other node) with when each was
+    /// last active: those the chat may forget when over its budget.
+    pub fn idle_members(&self) -> impl Iterator<Item = (&str, Instant)> {
+        self.members
+            .values()
+            .filter(|m| !m.online())
+            .map(|m| (m.user.name.as_str(), m.active))
+    }
+
+    /// Forgets an offline member and their DMs; returns the bytes freed.
+    /// With a store they are still there, and read again when the name
+    /// comes back; in memory only, the name is free again.
+    pub fn forget_member(&mut self, name: &str) -> usize {
+        let Some(member) = self.members.get(name).filter(|m| !m.online()) else {
+            return 0;
+        };
+        let freed = cost::member(member) + member.dms.iter().map(cost::dm).sum::<usize>();
+        self.members.remove(name);
+        let sk = skeleton(name);
+        if self.skeletons.get(&sk).is_some_and(|n| n == name) {
+            self.skeletons.remove(&sk);
+        }
+        self.bytes -= freed;
+        freed
     }
 
     /// Every member, for writing the whole room back to a store.

@@ -3,6 +3,8 @@
 //! the last one (its topics left, so other nodes' traffic for it no longer
 //! comes here). A room nobody ever spoke or joined in is then forgotten.
 
+use std::time::Instant;
+
 use pawl::Context;
 
 use super::room::Room;
@@ -23,6 +25,9 @@ impl Chat {
             waiting: Vec::new(),
             open: 0,
             gap_reload: None,
+            idle_since: Instant::now(),
+            forgotten: false,
+            fetched: None,
         });
         if entry.open == 0 {
             // Watched before the load starts, so what other nodes say
@@ -47,6 +52,7 @@ impl Chat {
         if entry.open > 0 {
             return;
         }
+        entry.idle_since = Instant::now();
         ctx.unwatch(&room_topic(name));
         ctx.unwatch(&events_topic(name));
         // Made-up room names cost nothing for long.
