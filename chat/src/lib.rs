@@ -458,19 +458,19 @@ impl Component for Chat {
             .and_then(|r| r.query_param("room").map(|r| r.into_owned()))
             .unwrap_or_else(|| DEFAULT_ROOM.to_owned());
         let count = room.chars().count();
-        // A refused connection's session names no room (no room is called "").
-        let room = if self.admit(ctx, conn) {
-            room
-        } else {
+        let bad = count == 0 || count > MAX_ROOM || room.chars().any(char::is_control);
+        // A connection refused here has a session in no room (no room is
+        // called ""), so its close touches none.
+        let room = if !self.admit(ctx, conn) {
             String::new()
-        };
-        if room.is_empty() {
-        } else if count == 0 || count > MAX_ROOM || room.chars().any(char::is_control) {
+        } else if bad {
             warn!("{conn}: bad room name {room:?}");
             ctx.close(conn, CloseCode::POLICY, "bad room name");
+            String::new()
         } else {
             self.open_room(ctx, &room);
-        }
+            room
+        };
         Session {
             room,
             name: None,

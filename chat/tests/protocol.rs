@@ -465,3 +465,21 @@ fn names_that_look_like_other_names_are_refused() {
     // Names that only look alike to a careless eye stay apart.
     assert_eq!(mallory.join("alicia")["you"]["name"], "alicia");
 }
+
+#[test]
+fn bad_room_names_are_closed_with_1008() {
+    let server = ChatServer::start(ChatConfig::default());
+    let long = "r".repeat(65);
+    for target in [
+        "/chat?room=",
+        &format!("/chat?room={long}"),
+        "/chat?room=a%0Ab",
+    ] {
+        let mut client = Client::connect(server.addr(), target);
+        assert_eq!(client.recv_close(), Some(1008), "{target}");
+    }
+    // The room's users are not disturbed by them.
+    let mut alice = server.client("lobby");
+    alice.join("alice");
+    alice.expect_quiet();
+}
