@@ -10,7 +10,7 @@
 //! - [`room_topic`](super::room_topic) (`chat:room:ROOM`): the room's
 //!   public messages, exactly as clients get them. Joined connections
 //!   subscribe to it; the chat watches it to keep its backlog.
-//! - [`events_topic`](super::events_topic) (`chat:events:ROOM`): an
+//! - [`events_topic`] (`chat:events:ROOM`): an
 //!   [`Envelope`] (the node id and an [`Event`]) for each DM, join, leave
 //!   and profile change of a node's users. Only the chat watches it: each
 //!   node works out what its own users see (a user online on two nodes has

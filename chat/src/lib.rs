@@ -112,7 +112,8 @@ pub struct ChatConfig {
     /// Connections per second one client address may open on average.
     /// Default 20.
     pub connect_rate: f64,
-    /// Connections one client address may open at once. Default 50.
+    /// Connections one client address may open at once. Default 200
+    /// (many users may share an address behind a NAT).
     pub connect_burst: u32,
 }
 
@@ -125,7 +126,7 @@ impl Default for ChatConfig {
             burst: 20,
             memory: 64 << 20,
             connect_rate: 20.0,
-            connect_burst: 50,
+            connect_burst: 200,
         }
     }
 }

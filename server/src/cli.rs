@@ -127,7 +127,7 @@ pub struct Args {
     pub connect_rate: f64,
 
     /// Chat connections one client address may open in a burst.
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 200)]
     pub connect_burst: u32,
 }
 
