@@ -1,15 +1,23 @@
-//! Several pawl processes (nodes) sharing one Redis: what one node's users
-//! say, who is online there and who they are reach every other node.
+//! Several pawl processes (nodes) sharing one Redis: who is online on each
+//! node, message ids, and what travels between nodes beside the rooms'
+//! public messages.
 //!
 //! Every node is a full chat with its rooms in memory; Redis is the shared
-//! store (see [`redis_store`](super::redis_store)) and the bus between
-//! nodes. Keys and channels, beside the store's:
+//! store (see [`redis_store`](super::redis_store)), and the library's
+//! topics carry everything between nodes (its broker, channels
+//! `pawl:topic:NAME`):
 //!
-//! - `pawl:chat:{ROOM}:events`: a channel per room; every node
-//!   `PSUBSCRIBE`s to `pawl:chat:{*}:events` and publishes an [`Envelope`]
-//!   (its node id, the room, an [`Event`]) for each message, DM, join,
-//!   leave and profile change of its own users. A node ignores envelopes
-//!   with its own id: its users got those from memory already.
+//! - [`room_topic`](super::room_topic) (`chat:room:ROOM`): the room's
+//!   public messages, exactly as clients get them. Joined connections
+//!   subscribe to it; the chat watches it to keep its backlog.
+//! - [`events_topic`] (`chat:events:ROOM`): an
+//!   [`Envelope`] (the node id and an [`Event`]) for each DM, join, leave
+//!   and profile change of a node's users. Only the chat watches it: each
+//!   node works out what its own users see (a user online on two nodes has
+//!   not left when one of them says so) and hands DMs to their two parties.
+//!
+//! Beside the topics, in Redis:
+//!
 //! - `pawl:chat:{ROOM}:seq`: `INCR`ed (through [`NEXT_ID`], which never
 //!   goes below what the node has seen) for every message's id, so ids
 //!   are strictly increasing per room across nodes.
@@ -28,15 +36,15 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use pawl::reactor::LoopHandle;
-use pawl::redis::{RedisClient, RedisConfig, RedisError, RedisSubscriber, Value};
+use pawl::redis::{RedisClient, Value};
 use pawl::{Context, Route};
 use serde::{Deserialize, Serialize};
 
-use super::Chat;
-use super::protocol::{ChatMessage, DirectMessage, Profile, User};
+use super::protocol::{DirectMessage, Profile, User};
 use super::redis_store::StoredMember;
+use super::{Chat, events_topic};
 
 /// The set of node ids.
 const NODES_KEY: &str = "pawl:chat:nodes";
@@ -54,13 +62,11 @@ pub const RAISE_SEQ: &str = "local v = tonumber(ARGV[1]) \
     if v > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], v) end \
     return 1";
 
-/// What travels between nodes on a room's channel.
+/// What travels between nodes on a room's events topic.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
     /// The sending node.
     pub node: String,
-    /// The room.
-    pub room: String,
     /// The node's presence version after this event (0 for non-presence
     /// events); a presence key with a lower version is older news.
     #[serde(default)]
@@ -73,11 +79,6 @@ pub struct Envelope {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Event {
-    /// A public message, already stored.
-    Message {
-        /// The message.
-        message: ChatMessage,
-    },
     /// A direct message, already stored with both parties.
     Dm {
         /// The message.
@@ -139,7 +140,6 @@ pub enum Claim {
 pub struct Cluster {
     node: Rc<str>,
     client: RedisClient,
-    subscriber: RedisSubscriber,
     ttl: Duration,
     version: Rc<Cell<u64>>,
     /// When the client last connected: a node that was cut off itself does
@@ -151,29 +151,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Joins the nodes on `url`, sharing `client` with the store (so a
-    /// message is stored before it is announced). `ttl` is the presence
-    /// expiry; keys are refreshed every `ttl / 3` once [`Cluster::listen`]
-    /// knows the chat's route.
-    pub fn connect(
-        reactor: &mut LoopHandle,
-        url: &str,
-        client: RedisClient,
-        ttl: Duration,
-    ) -> Result<Cluster, RedisError> {
-        let subscriber = RedisSubscriber::connect(reactor, url, RedisConfig::default())?;
+    /// Joins the nodes sharing `client`'s Redis (shared with the store,
+    /// so a message is stored before its id moves on). `ttl` is the
+    /// presence expiry; keys are refreshed every `ttl / 3` once
+    /// [`Cluster::listen`] knows the chat's route.
+    pub fn new(client: RedisClient, ttl: Duration) -> Cluster {
         let node = super::new_token()[..16].to_owned();
         info!("cluster node {node}: presence expires after {ttl:?}");
-        let cluster = Cluster {
+        Cluster {
             node: node.into(),
             client,
-            subscriber,
             ttl,
             version: Rc::new(Cell::new(0)),
             connected_at: Rc::new(Cell::new(None)),
             stopping: Rc::new(Cell::new(false)),
-        };
-        Ok(cluster)
+        }
     }
 
     /// True while commands reach Redis now rather than after a reconnect.
@@ -181,22 +173,9 @@ impl Cluster {
         self.client.is_connected()
     }
 
-    /// Subscribes to the other nodes' events, which reach the chat on
-    /// `route`, and refreshes presence.
+    /// Refreshes presence; the other nodes' events reach the chat on
+    /// `route` through the topics it watches.
     pub fn listen(&self, reactor: &mut LoopHandle, route: Route<Chat>) {
-        let this = self.clone();
-        self.subscriber
-            .psubscribe(b"pawl:chat:{*}:events", move |reactor, _, payload| {
-                this.on_event(reactor, route, payload);
-            });
-        // Events published while the subscriber was away are lost: read
-        // every room again from Redis.
-        let this = self.clone();
-        self.subscriber.on_connect(move |reactor| {
-            debug!("cluster: subscribed; reloading rooms");
-            reactor.with(route, |chat, ctx| chat.reload_all(ctx));
-            this.refresh(reactor, route);
-        });
         let this = self.clone();
         self.client.on_connect(move |reactor| {
             this.connected_at.set(Some(Instant::now()));
@@ -211,11 +190,11 @@ impl Cluster {
         // chat is lent out then): `with` runs this right after it.
         reactor.add_stop_hook(move |reactor| {
             this.stopping.set(true);
-            reactor.with(route, move |chat, _| {
+            reactor.with(route, move |chat, ctx| {
                 for (room, users) in chat.snapshot(0).rooms {
                     for present in users {
                         let name = present.user.name;
-                        this.publish(&room, Event::Left { name });
+                        this.publish(ctx, &room, Event::Left { name });
                     }
                 }
                 let key = node_key(&this.node);
@@ -296,8 +275,9 @@ impl Cluster {
         );
     }
 
-    /// Tells the other nodes; `presence` events bump this node's version.
-    pub fn publish(&self, room: &str, event: Event) {
+    /// Tells the other nodes (on the room's events topic); presence events
+    /// bump this node's version.
+    pub fn publish(&self, ctx: &mut Context<'_, Chat>, room: &str, event: Event) {
         let presence = matches!(
             event,
             Event::Joined { .. } | Event::Left { .. } | Event::Profile { .. }
@@ -310,25 +290,11 @@ impl Cluster {
         };
         let envelope = Envelope {
             node: self.node.to_string(),
-            room: room.to_owned(),
             v,
             event,
         };
         let json = serde_json::to_string(&envelope).unwrap_or_default();
-        let channel = format!("pawl:chat:{{{room}}}:events");
-        self.client
-            .send(&[b"PUBLISH", channel.as_bytes(), json.as_bytes()]);
-    }
-
-    fn on_event(&self, reactor: &mut LoopHandle, route: Route<Chat>, payload: &[u8]) {
-        let envelope: Envelope = match serde_json::from_slice(payload) {
-            Ok(envelope) => envelope,
-            Err(e) => return warn!("cluster: bad event from redis: {e}"),
-        };
-        if *envelope.node == *self.node {
-            return;
-        }
-        reactor.with(route, |chat, ctx| chat.remote_event(ctx, envelope));
+        ctx.publish(&events_topic(room), &json);
     }
 
     /// Writes this node's presence key, then reads every node's.

@@ -7,7 +7,9 @@ use pawl::{ConnId, Context};
 
 use super::cluster::{Claim, Event};
 use super::protocol::{DirectMessage, ErrorCode, Profile, ServerMessage};
-use super::{Chat, Session, StoredMember, check_name, error, new_token, plausible_token, send};
+use super::{
+    Chat, Session, StoredMember, check_name, error, new_token, plausible_token, room_topic, send,
+};
 
 /// What a join asked for.
 pub(super) struct JoinRequest {
@@ -154,6 +156,8 @@ impl Chat {
             dms: dms.iter().collect(),
         };
         send(ctx, conn, &welcome);
+        // The room's public messages come through its topic from now on.
+        ctx.subscribe(conn, &room_topic(room_name));
         if came_online {
             let json = ServerMessage::Joined { user: &you }.to_json();
             ctx.broadcast(room.connections().filter(|&c| c != conn), json.as_str());
@@ -164,9 +168,9 @@ impl Chat {
         if let Some(cluster) = cluster {
             if first_here {
                 let user = you.clone();
-                cluster.publish(room_name, Event::Joined { user, token });
+                cluster.publish(ctx, room_name, Event::Joined { user, token });
             } else if changed {
-                cluster.publish(room_name, Event::Profile { user: you });
+                cluster.publish(ctx, room_name, Event::Profile { user: you });
             }
         }
         debug!("{conn} joined {room_name:?} as {name:?}");

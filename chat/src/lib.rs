@@ -7,19 +7,29 @@
 //! binary (`server/`) puts it on an app with [`setup::mount`], which mounts
 //! it with [`pawl::App::mount`] and hands the returned `Route<Chat>` to the
 //! Redis store and cluster, whose replies reach the chat through it.
+//!
+//! Rooms are the library's topics: a joined connection subscribes to its
+//! room's [`room_topic`], and a public message is one
+//! [`publish`](pawl::Context::publish) to it, which, with a broker
+//! ([`pawl::App::broker`]), reaches the room on every node. The chat
+//! watches its rooms' topics to keep its backlog, ids and presence (see
+//! [`cluster`]).
 //! Each connection's [`Session`] (room, name, rate limit) lives with the
 //! connection, not in a map of the chat's.
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod budget;
 pub mod cluster;
 mod join;
 mod limit;
+pub mod names;
 pub mod page;
 pub mod protocol;
 pub mod redis_store;
 mod remote;
 pub mod room;
+mod rooms;
 pub mod setup;
 pub mod store;
 
@@ -28,8 +38,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, warn};
 use pawl::{CloseCode, CloseReason, Component, ConnId, Context, Message};
+use serde::Deserialize;
 
-use cluster::{Cluster, Event};
+use cluster::{Cluster, Envelope, Event};
 use limit::RateLimit;
 use protocol::{ChatMessage, ClientMessage, DirectMessage, ErrorCode, ServerMessage};
 use redis_store::StoredMember;
@@ -39,8 +50,38 @@ use store::Store;
 /// The room of a connection that names none.
 pub const DEFAULT_ROOM: &str = "lobby";
 
-/// Longest name, in characters.
-pub const MAX_NAME: usize = 32;
+/// Every topic of the chat starts with this. They are the chat's alone: a
+/// program that lets clients name topics (the `pawl` binary's
+/// `/broadcast?topic=`) must refuse these, or a client could read DMs and
+/// speak as anyone ([`is_chat_topic`]).
+pub const TOPIC_PREFIX: &str = "chat:";
+
+/// The topic of a room's public messages, as clients get them.
+pub fn room_topic(room: &str) -> String {
+    format!("{TOPIC_PREFIX}room:{room}")
+}
+
+/// The topic of a room's events between nodes (DMs, presence); only the
+/// chat watches it.
+pub fn events_topic(room: &str) -> String {
+    format!("{TOPIC_PREFIX}events:{room}")
+}
+
+/// True for a topic of the chat's, which nobody else may subscribe or
+/// publish to.
+pub fn is_chat_topic(topic: &str) -> bool {
+    topic.starts_with(TOPIC_PREFIX)
+}
+
+/// What the chat publishes on a room's topic and reads back from other
+/// nodes: the client's own `message`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Published {
+    Message(ChatMessage),
+}
+
+pub use names::MAX_NAME;
 
 /// Longest room name, in characters.
 const MAX_ROOM: usize = 64;
@@ -64,6 +105,16 @@ pub struct ChatConfig {
     pub rate: f64,
     /// Messages a connection may send at once. Default 20.
     pub burst: u32,
+    /// Bytes the chat may hold (rooms, backlogs, members, DMs), by its own
+    /// count; past it, the oldest idle are forgotten (see `budget`).
+    /// Default 64 MiB.
+    pub memory: usize,
+    /// Connections per second one client address may open on average.
+    /// Default 20.
+    pub connect_rate: f64,
+    /// Connections one client address may open at once. Default 200
+    /// (many users may share an address behind a NAT).
+    pub connect_burst: u32,
 }
 
 impl Default for ChatConfig {
@@ -73,6 +124,9 @@ impl Default for ChatConfig {
             max_text: 4096,
             rate: 10.0,
             burst: 20,
+            memory: 64 << 20,
+            connect_rate: 20.0,
+            connect_burst: 200,
         }
     }
 }
@@ -86,6 +140,10 @@ pub struct Chat {
     cluster: Option<Cluster>,
     /// The last presence version seen from each other node.
     versions: HashMap<String, u64>,
+    /// Connection rates per client address.
+    addresses: budget::Addresses,
+    /// The budget's periodic check is set.
+    budget_started: bool,
 }
 
 struct RoomEntry {
@@ -95,6 +153,15 @@ struct RoomEntry {
     waiting: Vec<(ConnId, String)>,
     /// Open connections on the room, joined or not.
     open: usize,
+    /// When the room was last read again for a gap in its ids.
+    gap_reload: Option<Instant>,
+    /// When its last connection here closed (its open count hit 0).
+    idle_since: Instant,
+    /// Members were forgotten for the budget: a name memory does not know
+    /// may be in the store.
+    forgotten: bool,
+    /// The last name read from the store for that (not read twice in a row).
+    fetched: Option<String>,
 }
 
 /// What the chat keeps per connection: its room, its name once joined,
@@ -131,6 +198,8 @@ impl Chat {
             store,
             cluster: None,
             versions: HashMap::new(),
+            addresses: budget::Addresses::default(),
+            budget_started: false,
         }
     }
 
@@ -159,9 +228,10 @@ impl Chat {
             if !entry.loading {
                 store.save_room(ctx, name, &entry.room);
                 store.load(ctx, name);
-                // Others may have read the room before it was written back.
+                // Others may have read the room before it was written back
+                // (at most once: the next message's id shows a gap anyway).
                 if let Some(cluster) = cluster {
-                    cluster.publish(name, Event::Reload);
+                    cluster.publish(ctx, name, Event::Reload);
                 }
             }
         }
@@ -213,6 +283,21 @@ impl Chat {
                     since,
                 },
             ) => {
+                let name = match names::normalize(&name) {
+                    Ok(name) => name,
+                    Err(what) => return error(ctx, conn, ErrorCode::BadRequest, &what),
+                };
+                if self.fetch_member(ctx, conn, &room_name, &name, text) {
+                    return;
+                }
+                let lookalike = self
+                    .rooms
+                    .get(&room_name)
+                    .and_then(|e| e.room.lookalike(&name));
+                if let Some(other) = lookalike {
+                    let what = format!("{name:?} looks like {other:?}, who is in this room");
+                    return error(ctx, conn, ErrorCode::NameTaken, &what);
+                }
                 let request = join::JoinRequest {
                     name,
                     profile,
@@ -246,7 +331,15 @@ impl Chat {
                     chat.post_say(ctx, &room, name, text, id);
                 });
             }
-            ClientMessage::Dm { to, text } => {
+            ClientMessage::Dm { to, text: said } => {
+                if self.fetch_member(ctx, conn, &room_name, &to, text) {
+                    return;
+                }
+                let text = said;
+                let Some(entry) = self.rooms.get_mut(&room_name) else {
+                    return;
+                };
+                let room = &mut entry.room;
                 if room.member(&to).is_none() {
                     let what = format!("nobody called {to:?} in this room");
                     return error(ctx, conn, ErrorCode::NoSuchUser, &what);
@@ -269,7 +362,7 @@ impl Chat {
                 let json = ServerMessage::Profile { user: &user }.to_json();
                 ctx.broadcast(room.connections(), json.as_str());
                 if let Some(cluster) = &self.cluster {
-                    cluster.publish(&room_name, Event::Profile { user });
+                    cluster.publish(ctx, &room_name, Event::Profile { user });
                 }
             }
             ClientMessage::History { before, limit } => {
@@ -296,8 +389,8 @@ impl Chat {
         }
     }
 
-    /// A public message gets its id: sent to this node's users, stored,
-    /// announced to the other nodes.
+    /// A public message gets its id: stored, and published on the room's
+    /// topic (to this node's users and, with a broker, every other node's).
     fn post_say(
         &mut self,
         ctx: &mut Context<'_, Chat>,
@@ -316,13 +409,9 @@ impl Chat {
             text,
             ts: now_ms(),
         };
-        let json = ServerMessage::Message(&message).to_json();
-        ctx.broadcast(room.connections(), json.as_str());
         self.store.save_message(ctx, room_name, &message);
-        if let Some(cluster) = &self.cluster {
-            let message = message.clone();
-            cluster.publish(room_name, Event::Message { message });
-        }
+        let json = ServerMessage::Message(&message).to_json();
+        ctx.publish(&room_topic(room_name), &json);
         room.insert_message(message);
     }
 
@@ -355,7 +444,7 @@ impl Chat {
         }
         room.push_dm(&dm);
         if let Some(cluster) = &self.cluster {
-            cluster.publish(room_name, Event::Dm { dm });
+            cluster.publish(ctx, room_name, Event::Dm { dm });
         }
     }
 }
@@ -364,17 +453,25 @@ impl Component for Chat {
     type Session = Session;
 
     fn on_open(&mut self, ctx: &mut Context<'_, Chat>, conn: ConnId) -> Session {
+        self.start_budget(ctx);
         let room = ctx
             .request(conn)
             .and_then(|r| r.query_param("room").map(|r| r.into_owned()))
             .unwrap_or_else(|| DEFAULT_ROOM.to_owned());
         let count = room.chars().count();
-        if count == 0 || count > MAX_ROOM || room.chars().any(char::is_control) {
+        let bad = count == 0 || count > MAX_ROOM || room.chars().any(char::is_control);
+        // A connection refused here has a session in no room (no room is
+        // called ""), so its close touches none.
+        let room = if !self.admit(ctx, conn) {
+            String::new()
+        } else if bad {
             warn!("{conn}: bad room name {room:?}");
             ctx.close(conn, CloseCode::POLICY, "bad room name");
+            String::new()
         } else {
-            self.ensure_room(ctx, &room).open += 1;
-        }
+            self.open_room(ctx, &room);
+            room
+        };
         Session {
             room,
             name: None,
@@ -433,6 +530,29 @@ impl Component for Chat {
         self.handle(ctx, conn, session, text);
     }
 
+    fn on_remote_publish(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        topic: &str,
+        message: Message<'_>,
+    ) {
+        let Message::Text(text) = message else {
+            return;
+        };
+        let rest = topic.strip_prefix(TOPIC_PREFIX).unwrap_or_default();
+        if let Some(room) = rest.strip_prefix("room:") {
+            match serde_json::from_str::<Published>(text) {
+                Ok(Published::Message(message)) => self.remote_message(ctx, room, message),
+                Err(e) => warn!("a bad message from another node on {topic:?}: {e}"),
+            }
+        } else if let Some(room) = rest.strip_prefix("events:") {
+            match serde_json::from_str::<Envelope>(text) {
+                Ok(envelope) => self.remote_event(ctx, room, envelope),
+                Err(e) => warn!("a bad event from another node on {topic:?}: {e}"),
+            }
+        }
+    }
+
     fn on_close(
         &mut self,
         ctx: &mut Context<'_, Chat>,
@@ -443,7 +563,6 @@ impl Component for Chat {
         let Some(entry) = self.rooms.get_mut(&session.room) else {
             return;
         };
-        entry.open -= 1;
         if let Some(name) = session.name {
             let (last_here, offline) = entry.room.leave(conn, &name);
             if offline {
@@ -451,14 +570,10 @@ impl Component for Chat {
                 ctx.broadcast(entry.room.connections(), json.as_str());
             }
             if last_here && let Some(cluster) = &self.cluster {
-                cluster.publish(&session.room, Event::Left { name });
+                cluster.publish(ctx, &session.room, Event::Left { name });
             }
         }
-        // A room nobody ever spoke or joined in is forgotten when its last
-        // connection goes, so made-up room names cost nothing for long.
-        if entry.open == 0 && !entry.loading && entry.room.is_empty() {
-            self.rooms.remove(&session.room);
-        }
+        self.close_room(ctx, &session.room);
     }
 }
 
@@ -484,15 +599,9 @@ fn error(ctx: &mut Context<'_, Chat>, conn: ConnId, code: ErrorCode, message: &s
     send(ctx, conn, &ServerMessage::Error { code, message });
 }
 
+/// A name as [`names::normalize`] keeps it is unchanged by it.
 fn check_name(name: &str) -> Result<(), String> {
-    let count = name.chars().count();
-    if count == 0 || count > MAX_NAME {
-        return Err(format!("a name has 1 to {MAX_NAME} characters"));
-    }
-    if name.chars().any(char::is_control) || name.trim() != name {
-        return Err("a name has no control characters or outer spaces".into());
-    }
-    Ok(())
+    names::normalize(name).map(drop)
 }
 
 fn check_text(text: &str, max: usize) -> Result<(), (ErrorCode, String)> {

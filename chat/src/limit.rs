@@ -18,6 +18,13 @@ impl RateLimit {
         }
     }
 
+    /// True when the bucket has filled up again since its last use: the
+    /// limit would let `burst` through, as a new one would.
+    pub fn is_full(&self, rate: f64, burst: u32, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * rate >= f64::from(burst)
+    }
+
     /// Takes one token; false when the bucket is empty.
     pub fn allow(&mut self, rate: f64, burst: u32, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

@@ -233,6 +233,62 @@ impl Store for RedisStore {
         true
     }
 
+    fn load_member(&mut self, ctx: &mut Context<'_, Chat>, room: &str, name: &str) -> bool {
+        let load = Rc::new(RefCell::new(Load {
+            room: room.to_owned(),
+            loaded: Loaded::default(),
+            outstanding: 2,
+            failed: false,
+            route: ctx.route(),
+        }));
+        let members = Self::key(room, "members");
+        let (l, owner) = (Rc::clone(&load), name.to_owned());
+        self.client.command(
+            &[b"HGET", members.as_bytes(), name.as_bytes()],
+            move |reactor, reply| {
+                match reply {
+                    Ok(value) => {
+                        let stored = value
+                            .as_bytes()
+                            .and_then(|b| serde_json::from_slice::<StoredMember>(b).ok());
+                        if let Some(s) = stored {
+                            let member = (owner, s.token, s.profile.sanitized());
+                            l.borrow_mut().loaded.members.push(member);
+                        }
+                    }
+                    Err(e) => l.borrow_mut().fail("member", &e.to_string()),
+                }
+                Load::done(&l, reactor);
+            },
+        );
+        let dms = Self::dm_key(room, name);
+        let (l, owner) = (Rc::clone(&load), name.to_owned());
+        self.client.command(
+            &[b"ZRANGE", dms.as_bytes(), b"0", b"-1"],
+            move |reactor, reply| {
+                match array(reply) {
+                    Ok(items) => {
+                        let dms = items
+                            .iter()
+                            .filter_map(json::<DirectMessage>)
+                            .map(|dm| (owner.clone(), dm));
+                        l.borrow_mut().loaded.dms.extend(dms);
+                    }
+                    Err(e) => l.borrow_mut().fail("dms", &e),
+                }
+                Load::done(&l, reactor);
+            },
+        );
+        let room_name = room.to_owned();
+        ctx.set_timer(LOAD_TIMEOUT, move |chat, ctx| {
+            if chat.is_loading(&room_name) {
+                warn!("redis did not answer within {LOAD_TIMEOUT:?}; room {room_name:?} goes on from memory");
+                chat.room_loaded(ctx, &room_name, Loaded::default());
+            }
+        });
+        true
+    }
+
     fn save_message(&mut self, _: &mut Context<'_, Chat>, room: &str, message: &ChatMessage) {
         let json = serde_json::to_string(message).unwrap_or_default();
         self.client

@@ -1,59 +1,58 @@
-//! What other nodes tell this one (see [`cluster`](super::cluster)):
-//! their users' messages, DMs and profiles, delivered to the connections
-//! here, and who is online on each node, from their events and from their
-//! presence keys.
+//! What other nodes tell this one (see [`cluster`](super::cluster)), as
+//! the topics the chat watches bring it: their users' public messages (for
+//! the backlog: the library has delivered them), DMs and profiles, and who
+//! is online on each node, from their events and from their presence keys.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use log::{debug, info};
 use pawl::Context;
 
+use super::Chat;
 use super::cluster::{Envelope, Event, Present, Snapshot, clean};
-use super::protocol::{DirectMessage, ServerMessage, User};
+use super::protocol::{ChatMessage, DirectMessage, ServerMessage, User};
 use super::room::Room;
-use super::{Chat, RoomEntry};
+
+/// Least time between two reloads of a room for gaps in its ids.
+const GAP_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 impl Chat {
-    /// The room's entry, created (and its load from the store started)
-    /// if this node has not used it yet.
-    pub(super) fn ensure_room(
+    /// A public message another node's user said; the library delivered it
+    /// to the room's connections here. An id past the next one means
+    /// something was missed (the topics are at most once: Redis was away,
+    /// or this node was not listening yet), so the room is read again from
+    /// the store, which has every message.
+    pub(super) fn remote_message(
         &mut self,
         ctx: &mut Context<'_, Chat>,
-        name: &str,
-    ) -> &mut RoomEntry {
-        let Chat {
-            rooms,
-            store,
-            config,
-            ..
-        } = self;
-        rooms.entry(name.to_owned()).or_insert_with(|| RoomEntry {
-            room: Room::new(config.backlog),
-            loading: store.load(ctx, name),
-            waiting: Vec::new(),
-            open: 0,
-        })
-    }
-
-    /// Reads every room from the store again and merges it (after events
-    /// may have been missed).
-    pub fn reload_all(&mut self, ctx: &mut Context<'_, Chat>) {
-        let Chat { rooms, store, .. } = self;
-        for (name, entry) in rooms.iter() {
-            if !entry.loading {
-                store.load(ctx, name);
-            }
+        room_name: &str,
+        message: ChatMessage,
+    ) {
+        let Some(entry) = self.rooms.get_mut(room_name) else {
+            return;
+        };
+        let gap = message.id > entry.room.last_id() + 1;
+        entry.room.insert_message(message);
+        let now = Instant::now();
+        let due = entry
+            .gap_reload
+            .is_none_or(|at| now.duration_since(at) >= GAP_RELOAD_EVERY);
+        if gap && !entry.loading && due {
+            debug!("room {room_name:?}: ids skipped; reading it again from the store");
+            entry.gap_reload = Some(now);
+            self.store.load(ctx, room_name);
         }
     }
 
     /// Something a user on another node did.
-    pub fn remote_event(&mut self, ctx: &mut Context<'_, Chat>, envelope: Envelope) {
-        let Envelope {
-            node,
-            room: room_name,
-            v,
-            event,
-        } = envelope;
+    pub(super) fn remote_event(
+        &mut self,
+        ctx: &mut Context<'_, Chat>,
+        room_name: &str,
+        envelope: Envelope,
+    ) {
+        let Envelope { node, v, event } = envelope;
         if v > 0 {
             let seen = self.versions.entry(node.clone()).or_default();
             if v <= *seen {
@@ -61,25 +60,17 @@ impl Chat {
             }
             *seen = v;
         }
+        let Some(entry) = self.rooms.get_mut(room_name) else {
+            return;
+        };
         if let Event::Reload = event {
-            if self.rooms.get(&room_name).is_some_and(|e| !e.loading) {
-                self.store.load(ctx, &room_name);
+            if !entry.loading {
+                self.store.load(ctx, room_name);
             }
             return;
         }
-        let room = &mut self.ensure_room(ctx, &room_name).room;
+        let room = &mut entry.room;
         match event {
-            Event::Message { message } => {
-                let json = ServerMessage::Message(&message).to_json();
-                // Live delivery depends only on whether this node has seen
-                // the message: one that arrives after later ids filled the
-                // backlog is too old to keep, but still news to the room.
-                let seen = room.has_message(message.id);
-                room.insert_message(message);
-                if !seen {
-                    ctx.broadcast(room.connections(), json.as_str());
-                }
-            }
             Event::Dm { dm } => {
                 room.note_id(dm.id);
                 let known = room
@@ -148,8 +139,13 @@ impl Chat {
                 continue; // its events are newer
             }
             *seen = snapshot.v;
+            // Only rooms this node uses: a room it opens later learns who is
+            // online elsewhere at the next refresh.
             for (room_name, users) in &snapshot.rooms {
-                let room = &mut self.ensure_room(ctx, room_name).room;
+                let Some(entry) = self.rooms.get_mut(room_name) else {
+                    continue;
+                };
+                let room = &mut entry.room;
                 for p in users {
                     room.add_member(&p.user.name, &p.token, p.user.profile.clone());
                     present(ctx, room, &node, clean(p.user.clone()));

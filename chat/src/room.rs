@@ -3,7 +3,9 @@
 //! id sequence. Pure data: no sockets, no store; the component sends.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
 
+use super::names::skeleton;
 use super::protocol::{ChatMessage, DirectMessage, ErrorCode, Profile, User};
 
 /// Someone who joined the room at least once.
@@ -20,6 +22,9 @@ pub struct Member<C = pawl::ConnId> {
     pub nodes: BTreeSet<String>,
     /// The last direct messages to or from this member, oldest first.
     pub dms: VecDeque<DirectMessage>,
+    /// When the member last joined, left or had a DM: the oldest idle go
+    /// first when the chat is over its memory budget.
+    pub active: Instant,
 }
 
 impl<C> Member<C> {
@@ -48,7 +53,41 @@ pub struct Room<C = pawl::ConnId> {
     last_id: u64,
     backlog: VecDeque<ChatMessage>,
     members: HashMap<String, Member<C>>,
+    /// The first member's name for each confusable skeleton.
+    skeletons: HashMap<String, String>,
     keep: usize,
+    /// What the room holds, by [`cost`]'s estimate.
+    bytes: usize,
+}
+
+/// Estimates of what the chat keeps, in bytes: the structs and their
+/// strings, with room for the maps' own overhead. The chat's memory budget
+/// is counted in these.
+pub mod cost {
+    use super::{ChatMessage, DirectMessage, Member};
+
+    /// A room with nothing in it, beside its name.
+    pub const ROOM: usize = 512;
+
+    /// A profile at its largest (a colour and 140 characters of status),
+    /// so that profile changes need no recount.
+    const PROFILE: usize = 8 + 140 * 4;
+
+    /// A public message in the backlog.
+    pub fn message(m: &ChatMessage) -> usize {
+        std::mem::size_of::<ChatMessage>() + m.from.len() + m.text.len()
+    }
+
+    /// A direct message in one member's list.
+    pub fn dm(d: &DirectMessage) -> usize {
+        std::mem::size_of::<DirectMessage>() + d.from.len() + d.to.len() + d.text.len()
+    }
+
+    /// A member without their DMs: the entry, the name twice (key and
+    /// user), the token, the profile, the skeleton's entry.
+    pub fn member<C>(m: &Member<C>) -> usize {
+        std::mem::size_of::<Member<C>>() + 64 + 4 * m.user.name.len() + m.token.len() + PROFILE
+    }
 }
 
 impl<C: Ord + Copy> Room<C> {
@@ -59,7 +98,9 @@ impl<C: Ord + Copy> Room<C> {
             last_id: 0,
             backlog: VecDeque::new(),
             members: HashMap::new(),
+            skeletons: HashMap::new(),
             keep,
+            bytes: 0,
         }
     }
 
@@ -78,10 +119,13 @@ impl<C: Ord + Copy> Room<C> {
         {
             return Err(ErrorCode::NameTaken);
         }
-        let member = self
-            .members
-            .entry(name.to_owned())
-            .or_insert_with(|| Member {
+        if self.lookalike(name).is_some() {
+            return Err(ErrorCode::NameTaken);
+        }
+        self.note_skeleton(name);
+        let bytes = &mut self.bytes;
+        let member = self.members.entry(name.to_owned()).or_insert_with(|| {
+            let member = Member {
                 user: User {
                     name: name.to_owned(),
                     profile: Profile::default(),
@@ -90,7 +134,12 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
-            });
+                active: Instant::now(),
+            };
+            *bytes += cost::member(&member);
+            member
+        });
+        member.active = Instant::now();
         let came_online = !member.online();
         member.conns.insert(conn);
         Ok((member, came_online))
@@ -102,18 +151,39 @@ impl<C: Ord + Copy> Room<C> {
         match self.members.get_mut(name) {
             Some(m) if m.conns.contains(&conn) => {
                 m.conns.remove(&conn);
+                m.active = Instant::now();
                 (m.conns.is_empty(), !m.online())
             }
             _ => (false, false),
         }
     }
 
+    /// Another member's name that a reader could take `name` for, if a
+    /// new member called `name` would be confused with one.
+    pub fn lookalike(&self, name: &str) -> Option<&str> {
+        if self.members.contains_key(name) {
+            return None;
+        }
+        self.skeletons.get(&skeleton(name)).map(String::as_str)
+    }
+
+    /// Files `name` under its skeleton unless a member has it already
+    /// (the first keeps it: older stores may hold lookalikes).
+    fn note_skeleton(&mut self, name: &str) {
+        self.skeletons
+            .entry(skeleton(name))
+            .or_insert_with(|| name.to_owned());
+    }
+
     /// Adds a member known elsewhere (another node, the store) unless
     /// memory has it already.
     pub fn add_member(&mut self, name: &str, token: &str, profile: Profile) -> &mut Member<C> {
-        self.members
-            .entry(name.to_owned())
-            .or_insert_with(|| Member {
+        if !self.members.contains_key(name) {
+            self.note_skeleton(name);
+        }
+        let bytes = &mut self.bytes;
+        self.members.entry(name.to_owned()).or_insert_with(|| {
+            let member = Member {
                 user: User {
                     name: name.to_owned(),
                     profile,
@@ -122,7 +192,11 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
-            })
+                active: Instant::now(),
+            };
+            *bytes += cost::member(&member);
+            member
+        })
     }
 
     /// Sets where `node` has `name` online; returns whether the member came
@@ -201,9 +275,12 @@ impl<C: Ord + Copy> Room<C> {
         {
             return false;
         }
+        self.bytes += cost::message(&message);
         self.backlog.insert(at, message);
         while self.backlog.len() > self.keep {
-            self.backlog.pop_front();
+            if let Some(old) = self.backlog.pop_front() {
+                self.bytes -= cost::message(&old);
+            }
         }
         true
     }
@@ -217,8 +294,12 @@ impl<C: Ord + Copy> Room<C> {
                     continue;
                 }
                 member.dms.insert(at, dm.clone());
+                member.active = Instant::now();
+                self.bytes += cost::dm(dm);
                 while member.dms.len() > self.keep {
-                    member.dms.pop_front();
+                    if let Some(old) = member.dms.pop_front() {
+                        self.bytes -= cost::dm(&old);
+                    }
                 }
             }
         }
@@ -245,12 +326,16 @@ impl<C: Ord + Copy> Room<C> {
     pub fn merge(&mut self, loaded: Loaded) {
         self.last_id = self.last_id.max(loaded.last_id);
         for (name, token, profile) in loaded.members {
+            if !self.members.contains_key(&name) {
+                self.note_skeleton(&name);
+            }
             self.members.entry(name.clone()).or_insert_with(|| Member {
                 user: User { name, profile },
                 token,
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                active: Instant::now(),
             });
         }
         let mut messages: Vec<ChatMessage> = self.backlog.drain(..).collect();
@@ -275,6 +360,48 @@ impl<C: Ord + Copy> Room<C> {
             let skip = dms.len().saturating_sub(self.keep);
             member.dms = dms.into_iter().skip(skip).collect();
         }
+        self.recount();
+    }
+
+    /// Counts [`Room::bytes`] again from what the room holds.
+    fn recount(&mut self) {
+        let members: usize = self
+            .members
+            .values()
+            .map(|m| cost::member(m) + m.dms.iter().map(cost::dm).sum::<usize>())
+            .sum();
+        self.bytes = members + self.backlog.iter().map(cost::message).sum::<usize>();
+    }
+
+    /// What the room holds, in bytes by [`cost`]'s estimates.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Offline members (here and on every other node) with when each was
+    /// last active: those the chat may forget when over its budget.
+    pub fn idle_members(&self) -> impl Iterator<Item = (&str, Instant)> {
+        self.members
+            .values()
+            .filter(|m| !m.online())
+            .map(|m| (m.user.name.as_str(), m.active))
+    }
+
+    /// Forgets an offline member and their DMs; returns the bytes freed.
+    /// With a store they are still there, and read again when the name
+    /// comes back; in memory only, the name is free again.
+    pub fn forget_member(&mut self, name: &str) -> usize {
+        let Some(member) = self.members.get(name).filter(|m| !m.online()) else {
+            return 0;
+        };
+        let freed = cost::member(member) + member.dms.iter().map(cost::dm).sum::<usize>();
+        self.members.remove(name);
+        let sk = skeleton(name);
+        if self.skeletons.get(&sk).is_some_and(|n| n == name) {
+            self.skeletons.remove(&sk);
+        }
+        self.bytes -= freed;
+        freed
     }
 
     /// Every member, for writing the whole room back to a store.
@@ -338,6 +465,27 @@ mod tests {
         assert_eq!(room.leave(conn(0), "alice"), (false, false));
         assert_eq!(room.leave(conn(1), "alice"), (true, true));
         assert!(room.online_users().is_empty());
+    }
+
+    #[test]
+    fn lookalikes_of_a_member_are_taken() {
+        let mut room: Room<u32> = Room::new(10);
+        room.join(conn(0), "alice", None, || "t1".into())
+            .expect("new");
+        let cyrillic = "\u{0430}lice";
+        assert_eq!(room.lookalike(cyrillic), Some("alice"));
+        assert_eq!(
+            room.join(conn(1), cyrillic, None, || "t2".into()).err(),
+            Some(ErrorCode::NameTaken)
+        );
+        assert_eq!(room.lookalike("alice"), None, "her own name");
+        room.add_member("bob", "tb", Profile::default());
+        assert_eq!(room.lookalike("b\u{043E}b"), Some("bob"), "Cyrillic о");
+        room.merge(Loaded {
+            members: vec![("carol".into(), "tc".into(), Profile::default())],
+            ..Loaded::default()
+        });
+        assert_eq!(room.lookalike("caro1"), Some("carol"), "digit one");
     }
 
     #[test]

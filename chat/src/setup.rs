@@ -41,9 +41,10 @@ impl Default for StoreConfig {
 
 /// Mounts the chat on `/chat` and its page on `/`, and connects to Redis on
 /// the loop when asked to (never blocking: commands queue until it is up);
-/// with Redis, the chat spans every pawl process sharing it. Redis replies
-/// reach the chat through the returned route, from the moment the app
-/// listens; nothing else needs wiring.
+/// with Redis, the chat spans every pawl process sharing it: the app's
+/// topics broker is set to the same Redis ([`App::broker`]), since rooms
+/// are topics. Redis replies reach the chat through the returned route,
+/// from the moment the app listens; nothing else needs wiring.
 pub fn mount(
     app: App,
     lp: &mut LoopHandle,
@@ -66,8 +67,7 @@ pub fn mount(
             let bad = |e| pawl::Error::Config(format!("--redis {url}: {e}"));
             let client = RedisClient::connect(lp, url, redis_config).map_err(bad)?;
             info!("chat backlog in redis at {url}");
-            let cluster =
-                Cluster::connect(lp, url, client.clone(), store.presence_ttl).map_err(bad)?;
+            let cluster = Cluster::new(client.clone(), store.presence_ttl);
             Some((RedisStore::new(client, config.backlog), cluster))
         }
         None => None,
@@ -77,6 +77,10 @@ pub fn mount(
             Chat::new(config, Box::new(store.clone())).with_cluster(cluster.clone())
         }
         None => Chat::new(config, Box::new(MemoryStore) as Box<dyn Store>),
+    };
+    let app = match &store.redis {
+        Some(url) => app.broker(url),
+        None => app,
     };
     let mut app = page::mount(app);
     let route = app.mount("/chat", chat, origins);

@@ -18,6 +18,15 @@ pub trait Store {
     /// it; false when there is nothing to wait for.
     fn load(&mut self, ctx: &mut Context<'_, Chat>, room: &str) -> bool;
 
+    /// Starts reading one member (token, profile, DMs) of `room` that
+    /// memory forgot for its budget, handed over like a room's load. True
+    /// when the room must hold its messages until then; false when the
+    /// store has nothing to read (memory only).
+    fn load_member(&mut self, ctx: &mut Context<'_, Chat>, room: &str, name: &str) -> bool {
+        let _ = (ctx, room, name);
+        false
+    }
+
     /// A public message was said.
     fn save_message(&mut self, ctx: &mut Context<'_, Chat>, room: &str, message: &ChatMessage);
 

@@ -429,3 +429,57 @@ fn every_error_code_and_the_connection_stays_usable() {
         got = c.expect("message");
     }
 }
+
+#[test]
+fn names_that_look_like_other_names_are_refused() {
+    let server = ChatServer::start(ChatConfig::default());
+    let mut alice = server.client("lobby");
+    alice.join("alice");
+    let mut mallory = server.client("lobby");
+    // Invisible, direction-changing and piled-up characters (issue 12's
+    // audit): refused with a reason.
+    let zalgo = format!("alice{}", "\u{0301}".repeat(30));
+    for name in ["alice\u{200B}", "\u{202E}ecila", "\u{FEFF}alice", &zalgo] {
+        mallory.send(json!({"type": "join", "name": name}));
+        let error = mallory.expect_error("bad_request");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("a name has")),
+            "{error}"
+        );
+    }
+    // A Cyrillic а looks like alice's a: her name is taken.
+    mallory.send(json!({"type": "join", "name": "\u{0430}lice"}));
+    let error = mallory.expect_error("name_taken");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("looks like"))
+    );
+    // The name typed decomposed is the same name, kept composed.
+    let mut jose = server.client("lobby");
+    assert_eq!(jose.join("Jose\u{0301}")["you"]["name"], "Jos\u{00E9}");
+    mallory.send(json!({"type": "join", "name": "Jos\u{00E9}"}));
+    mallory.expect_error("name_taken");
+    // Names that only look alike to a careless eye stay apart.
+    assert_eq!(mallory.join("alicia")["you"]["name"], "alicia");
+}
+
+#[test]
+fn bad_room_names_are_closed_with_1008() {
+    let server = ChatServer::start(ChatConfig::default());
+    let long = "r".repeat(65);
+    for target in [
+        "/chat?room=",
+        &format!("/chat?room={long}"),
+        "/chat?room=a%0Ab",
+    ] {
+        let mut client = Client::connect(server.addr(), target);
+        assert_eq!(client.recv_close(), Some(1008), "{target}");
+    }
+    // The room's users are not disturbed by them.
+    let mut alice = server.client("lobby");
+    alice.join("alice");
+    alice.expect_quiet();
+}

@@ -1,8 +1,10 @@
 //! The seed's `MyChat` on topics: every message goes to every client of
 //! the same topic (`/broadcast?topic=NAME`, default `all`), the sender too,
-//! on every pawl process sharing `--redis`.
+//! on every pawl process sharing `--redis`. The chat's topics (`chat:...`)
+//! are not open to it.
 
-use pawl::{Component, ConnId, Context, Message};
+use log::warn;
+use pawl::{CloseCode, Component, ConnId, Context, Message};
 
 /// The topic of a connection that names none.
 pub const DEFAULT_TOPIC: &str = "all";
@@ -23,6 +25,13 @@ impl Component for Broadcast {
             .and_then(|r| r.query_param("topic"))
             .filter(|t| !t.is_empty())
             .map_or_else(|| DEFAULT_TOPIC.into(), |t| t.as_ref().into());
+        // The chat's rooms and DMs are topics on the same server: a client
+        // naming one would read DMs and speak as anyone.
+        if pawl_chat::is_chat_topic(&topic) {
+            warn!("{conn}: /broadcast refused the chat's topic {topic:?}");
+            ctx.close(conn, CloseCode::POLICY, "reserved topic");
+            return topic;
+        }
         ctx.subscribe(conn, &topic);
         topic
     }
@@ -34,6 +43,8 @@ impl Component for Broadcast {
         topic: &mut Box<str>,
         message: Message<'_>,
     ) {
-        ctx.publish(topic, message);
+        if !pawl_chat::is_chat_topic(topic) {
+            ctx.publish(topic, message);
+        }
     }
 }

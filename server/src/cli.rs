@@ -138,7 +138,24 @@ pub struct Args {
     /// Chat messages one connection may send in a burst.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub rate_burst: u32,
+
+    /// Bytes the chat may hold (rooms, backlogs, members, DMs, by its own
+    /// count); past it the oldest idle rooms, then offline members, are
+    /// forgotten (with --redis they stay in Redis and are read again).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub chat_memory: usize,
+
+    /// Chat connections per second one client address may open on average.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 20.0)]
+    pub connect_rate: f64,
+
+    /// Chat connections one client address may open in a burst.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub connect_burst: u32,
 }
+
+/// Below this a full room (100 messages of 4 KiB) would not fit.
+const MIN_CHAT_MEMORY: usize = 1 << 20;
 
 impl Args {
     /// The server settings the flags describe.
@@ -177,11 +194,23 @@ impl Args {
         if self.rate_burst == 0 {
             return bad("--rate-burst must be at least 1");
         }
+        if self.chat_memory < MIN_CHAT_MEMORY {
+            return bad("--chat-memory must be at least 1048576 (1 MiB)");
+        }
+        if !(self.connect_rate.is_finite() && self.connect_rate > 0.0) {
+            return bad("--connect-rate must be a positive number");
+        }
+        if self.connect_burst == 0 {
+            return bad("--connect-burst must be at least 1");
+        }
         Ok(ChatConfig {
             backlog: self.backlog,
             max_text: self.max_text,
             rate: self.rate_limit,
             burst: self.rate_burst,
+            memory: self.chat_memory,
+            connect_rate: self.connect_rate,
+            connect_burst: self.connect_burst,
         })
     }
 
@@ -271,13 +300,24 @@ mod tests {
             "5",
             "--rate-burst",
             "20",
+            "--chat-memory",
+            "2000000",
+            "--connect-rate",
+            "3",
+            "--connect-burst",
+            "4",
         ]);
         let config = args.chat_config().expect("valid");
         assert_eq!(config.backlog, 8);
         assert_eq!(config.max_text, 64);
         assert_eq!(config.rate, 5.0);
         assert_eq!(config.burst, 20);
+        assert_eq!(config.memory, 2_000_000);
+        assert_eq!((config.connect_rate, config.connect_burst), (3.0, 4));
         for flags in [
+            ["--chat-memory", "1000"],
+            ["--connect-rate", "0"],
+            ["--connect-burst", "0"],
             ["--backlog", "0"],
             ["--max-text", "0"],
             ["--rate-limit", "0"],

@@ -116,6 +116,9 @@ fn users_on_two_nodes_talk_dm_and_see_each_other() {
     let mut thief = b.client("lobby");
     thief.send(json!({"type": "join", "name": "alice"}));
     thief.expect_error("name_taken");
+    // And so is a name that looks like it (a Cyrillic а).
+    thief.send(json!({"type": "join", "name": "\u{0430}lice"}));
+    thief.expect_error("name_taken");
 
     // DMs reach every tab of both parties, wherever they are; a second tab
     // of bob's on node A does not make him join again.
@@ -289,6 +292,9 @@ fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
 
     redis.restart();
     redis.wait_for_nodes(2);
+    // Both nodes listen to the room's topic again (they subscribe again by
+    // themselves once Redis is back).
+    redis.wait_topic("chat:room:lobby", 2);
     let back = say(&mut alice, "back");
     assert!(back > alone, "ids go on above what was said meanwhile");
     // What A said meanwhile was queued and is published once Redis is

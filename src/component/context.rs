@@ -146,6 +146,40 @@ impl<'a, C> Context<'a, C> {
         })
     }
 
+    /// This context's route watches `topic`: what other nodes publish on
+    /// it comes to the component's
+    /// [`on_remote_publish`](Component::on_remote_publish) (after the
+    /// topic's subscribers here got it), so state the component keeps about
+    /// a topic can follow the topic's traffic. A watch counts as a
+    /// subscription for the broker: this node listens to the topic's
+    /// channel while it is watched. Publishes made on this node are not
+    /// told to watchers. False if the route already watched it, or this
+    /// context is on no route.
+    pub fn watch(&mut self, topic: &str) -> bool {
+        let Some(route) = self.route else {
+            return false;
+        };
+        let Net { topics, broker, .. } = &mut *self.net;
+        topics.watch(route, topic, || {
+            if let Some(broker) = broker {
+                broker.subscribe(topic);
+            }
+        })
+    }
+
+    /// Ends this route's watch of `topic`; false if there was none.
+    pub fn unwatch(&mut self, topic: &str) -> bool {
+        let Some(route) = self.route else {
+            return false;
+        };
+        let Net { topics, broker, .. } = &mut *self.net;
+        topics.unwatch(route, topic, |topic| {
+            if let Some(broker) = broker {
+                broker.unsubscribe(topic);
+            }
+        })
+    }
+
     /// Sends one message, encoded once, to every subscriber of `topic` on
     /// this server, and, with a broker, on every node sharing its Redis.
     /// Returns how many local subscribers took it.

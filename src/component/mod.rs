@@ -102,6 +102,18 @@ pub trait Component: Sized + 'static {
         let _ = (ctx, conn, session);
     }
 
+    /// Another node published `message` on `topic`, which this route
+    /// watches ([`Context::watch`]); the topic's subscribers here have it
+    /// already. Delivery across nodes is at most once, as for subscribers.
+    fn on_remote_publish(
+        &mut self,
+        ctx: &mut Context<'_, Self>,
+        topic: &str,
+        message: Message<'_>,
+    ) {
+        let _ = (ctx, topic, message);
+    }
+
     /// The subprotocols this component speaks, most preferred first. The
     /// handshake answers with the first one the client offers in
     /// `Sec-WebSocket-Protocol` (Ratchet's `getSubProtocols`). Default: none;

@@ -334,12 +334,13 @@ impl Handler for ServerCore {
 }
 
 /// Connects the topics broker of app `app`: other nodes' publishes reach
-/// the subscribers of the server serving it.
+/// the subscribers of the server serving it, then the routes watching.
 fn connect_broker(lp: &mut LoopHandle, url: &str, app: AppId) -> Result<Broker> {
     let deliver: Deliver = Rc::new(move |lp, topic, message| {
         let delivered = ServerCore::key_of(lp, app).and_then(|key| {
             lp.try_with_source(key, |core, lp| {
-                core.call_server(lp, |ctx| ctx.publish_here(topic, message))
+                core.call_server(lp, |ctx| ctx.publish_here(topic, message));
+                core.tell_watchers(lp, topic, message);
             })
         });
         if delivered.is_none() {

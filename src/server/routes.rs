@@ -59,6 +59,13 @@ pub(crate) trait Endpoint {
         session: u32,
         reason: &CloseReason,
     ) -> Result<(), Panicked>;
+    /// `on_remote_publish`: another node published on a watched topic.
+    fn remote_publish(
+        &mut self,
+        env: Env<'_>,
+        topic: &str,
+        message: Message<'_>,
+    ) -> Result<(), Panicked>;
     fn as_any(&mut self) -> &mut dyn Any;
 }
 
@@ -157,6 +164,15 @@ impl<C: Component> Endpoint for Mounted<C> {
         self.call(env, |c, ctx| c.on_close(ctx, conn, session, reason))
     }
 
+    fn remote_publish(
+        &mut self,
+        env: Env<'_>,
+        topic: &str,
+        message: Message<'_>,
+    ) -> Result<(), Panicked> {
+        self.call(env, |c, ctx| c.on_remote_publish(ctx, topic, message))
+    }
+
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
@@ -215,6 +231,32 @@ impl LoopHandle {
 }
 
 impl ServerCore {
+    /// Tells the routes watching `topic` what another node published on
+    /// it, then delivers what that caused.
+    pub(super) fn tell_watchers(&mut self, lp: &mut LoopHandle, topic: &str, message: Message<'_>) {
+        let mut watchers = Vec::new();
+        self.net.topics.watchers_into(topic, &mut watchers);
+        if watchers.is_empty() {
+            return;
+        }
+        self.net.tick(lp.now());
+        let server = self.server;
+        for index in watchers {
+            let Some(endpoint) = self.routes.get_mut(index as usize) else {
+                continue;
+            };
+            let env = Env {
+                net: &mut self.net,
+                lp,
+                server,
+                index,
+            };
+            // A panic is logged by the guard; the other watchers still hear.
+            let _ = endpoint.remote_publish(env, topic, message);
+        }
+        self.settle(lp);
+    }
+
     /// Calls `f` on route `index`, whose component is a `C`, then delivers
     /// what the call caused.
     fn call_route<C: Component>(

@@ -125,6 +125,19 @@ impl Client {
         self.expect("history");
     }
 
+    /// Reads until the server closes; the close code, if it sent one.
+    #[track_caller]
+    pub fn recv_close(&mut self) -> Option<u16> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                Ok(other) => panic!("expected a close, got {other:?}"),
+                Err(e) => panic!("no close within {TIMEOUT:?}: {e}"),
+            }
+        }
+    }
+
     /// Closes the connection and waits for the server's close frame.
     pub fn close(mut self) {
         let _ = self.ws.close(None);

@@ -121,23 +121,42 @@ impl Redis {
         }
     }
 
-    /// Polls until `count` pawl nodes are subscribed to the chat's events
-    /// and registered in `pawl:chat:nodes`.
+    /// Polls until `count` nodes listen to the library topic `topic`
+    /// (its channel `pawl:topic:TOPIC`).
     #[track_caller]
-    pub fn wait_for_nodes(&self, count: i64) {
-        // PUBLISH answers how many subscribers got it; a reload of a room
-        // nobody uses costs the nodes nothing.
-        let probe = r#"{"node":"test","room":"probe","event":{"type":"reload"}}"#;
+    pub fn wait_topic(&self, topic: &str, count: i64) {
+        let channel = format!("pawl:topic:{topic}");
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            let subscribed = self.int(&["PUBLISH", "pawl:chat:{probe}:events", probe]);
-            let registered = self.int(&["SCARD", "pawl:chat:nodes"]);
-            if (subscribed, registered) == (count, count) {
+            // NUMSUB answers [channel, count]; a script picks the count.
+            let script = "return redis.call('PUBSUB', 'NUMSUB', KEYS[1])[2]";
+            let got = self.int(&["EVAL", script, "1", &channel]);
+            if got == count {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{subscribed} nodes subscribed and {registered} registered, expected {count}"
+                "{got} nodes on {channel}, expected {count}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls until `count` pawl nodes are registered in `pawl:chat:nodes`.
+    #[track_caller]
+    pub fn wait_for_nodes(&self, count: i64) {
+        // A node subscribes to a room's topics only once it uses the room,
+        // so there is no channel to probe before; a client joining waits
+        // for presence, which the topics carry or the keys catch up on.
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let registered = self.int(&["SCARD", "pawl:chat:nodes"]);
+            if registered == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{registered} nodes registered, expected {count}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
