@@ -140,6 +140,15 @@ fn a_browser_offer_is_agreed_and_echo_is_compressed_both_ways() {
     // No context takeover: a fresh decompressor per message must do.
     assert_eq!(inflate(&mut Decompress::new(false), &payload), text);
 
+    // Every size class of the shared compressors.
+    for len in [200, 512, 513, 4096, 4097, 100_000] {
+        let text = json(len);
+        raw.send(&frame(0xc1, &fresh_compress(&text)));
+        let (first, payload) = read_frame(&mut raw);
+        assert_eq!(first, 0xc1, "{len}");
+        assert_eq!(inflate(&mut Decompress::new(false), &payload), text, "{len}");
+    }
+
     // Uncompressed messages are accepted; short replies go uncompressed.
     raw.send(&frame(0x81, b"hi"));
     assert_eq!(read_frame(&mut raw), (0x81, b"hi".to_vec()));

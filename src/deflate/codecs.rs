@@ -15,8 +15,9 @@ use super::offer::Agreed;
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct Codecs {
-    /// For every message without context takeover: reset after each one.
-    shared_deflater: Option<Box<Deflater>>,
+    /// For every message without context takeover, by size class (see
+    /// [`shared_window_bits`]): reset after each one.
+    shared_deflaters: [Option<Box<Deflater>>; 3],
     shared_inflater: Option<Box<Inflater>>,
     dedicated: HashMap<u32, Box<Dedicated>>,
     /// Messages compressed, shared and dedicated (for the tests and the
@@ -24,6 +25,20 @@ pub(crate) struct Codecs {
     pub(crate) messages_deflated: u64,
     /// Messages inflated.
     pub(crate) messages_inflated: u64,
+}
+
+/// The compressor for a message of `len` bytes without context takeover:
+/// its size class and window. A message no longer than the window loses
+/// nothing to it (no match can reach further back than its own start), and
+/// a small compressor is cheaper to reset after every message, which is
+/// most of the cost of compressing a chat-sized message: the reset clears
+/// the hash table, and a small state keeps it in cache.
+fn shared_window_bits(len: usize) -> (usize, u8) {
+    match len {
+        0..=512 => (0, 9),
+        513..=4096 => (1, 12),
+        _ => (2, MAX_WINDOW_BITS),
+    }
 }
 
 /// One dedicated-mode connection's streams, made when first needed.
@@ -78,8 +93,9 @@ impl Codecs {
     /// shared-mode connection), to `out`.
     pub(crate) fn deflate_shared(&mut self, payload: &[u8], out: &mut Vec<u8>) {
         self.messages_deflated += 1;
-        self.shared_deflater
-            .get_or_insert_with(|| Box::new(Deflater::new(MAX_WINDOW_BITS)))
+        let (class, bits) = shared_window_bits(payload.len());
+        self.shared_deflaters[class]
+            .get_or_insert_with(|| Box::new(Deflater::new(bits)))
             .message(payload, out, true);
     }
 
