@@ -8,6 +8,7 @@ use log::info;
 use mio::net::TcpListener;
 
 use crate::component::Component;
+use crate::component::Context;
 use crate::config::ServerConfig;
 use crate::connection::MAX_ROUTES;
 use crate::error::{Error, Result};
@@ -15,7 +16,7 @@ use crate::handles::{AppId, Route, Server};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::{LoopHandle, Reactor};
 use crate::router::{Origins, Router, Target};
-use crate::server::{Endpoint, Mounted, ServerCore, Setup};
+use crate::server::{Endpoint, Mounted, PostHandler, ServerCore, Setup};
 use crate::tls::TlsConfig;
 
 /// A WebSocket application: components on paths, served on one address.
@@ -39,6 +40,7 @@ pub struct App {
     config: ServerConfig,
     router: Router,
     routes: Vec<Box<dyn Endpoint>>,
+    posts: Vec<PostHandler>,
     tls: Option<TlsConfig>,
     id: AppId,
     broker: Option<String>,
@@ -68,6 +70,7 @@ impl App {
             config: ServerConfig::default(),
             router: Router::default(),
             routes: Vec::new(),
+            posts: Vec::new(),
             tls: None,
             id: AppId::next(),
             broker: None,
@@ -161,6 +164,44 @@ impl App {
         self
     }
 
+    /// Serves `POST` on `path` with a body: `handler` gets a context on the
+    /// whole server (to publish to a topic, send to a connection), the
+    /// request and its body, and returns the response. This is how a
+    /// program that is not a WebSocket client (a PHP page, a cron job)
+    /// pushes to clients.
+    ///
+    /// The body is read whole before the handler runs. It needs a
+    /// `Content-Length` (411 without one; a chunked body is not read), may
+    /// be at most [`ServerConfig::max_message_size`] bytes (413 above it),
+    /// and must arrive within the handshake timeout counted from the
+    /// connection's start (the connection is dropped then). Other methods
+    /// get 405; `Expect: 100-continue` is answered. Each response closes
+    /// its connection; a handler that panics is logged and answered with
+    /// 500.
+    ///
+    /// ```no_run
+    /// use pawl::{App, HttpResponse};
+    ///
+    /// App::new("127.0.0.1", 8080)
+    ///     .post("/publish", |ctx, request, body| {
+    ///         let topic = request.query_param("topic").unwrap_or_default().into_owned();
+    ///         let reached = ctx.publish(&topic, body);
+    ///         HttpResponse::text(200, format!("{reached}\n"))
+    ///     })
+    ///     .run()?;
+    /// # Ok::<(), pawl::Error>(())
+    /// ```
+    pub fn post(
+        mut self,
+        path: &str,
+        handler: impl FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse + 'static,
+    ) -> Self {
+        let index = self.posts.len();
+        self.posts.push(Box::new(handler));
+        self.router.insert(path, Target::Post { handler: index });
+        self
+    }
+
     /// Binds and starts serving on the loop, beside whatever else runs on
     /// it; [`Reactor::run`] drives it. The loop owns the server from now on.
     pub fn listen(self, lp: &mut LoopHandle) -> Result<Server> {
@@ -189,6 +230,7 @@ impl App {
             listener,
             router: self.router,
             routes: self.routes,
+            posts: self.posts,
             config: self.config,
             tls,
             app: self.id,

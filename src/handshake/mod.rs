@@ -6,10 +6,12 @@
 //! rules for the upgrade headers, without building an `http::Request`;
 //! tungstenite derives the `Sec-WebSocket-Accept` key. This module adds
 //! routing, origins, subprotocols and the status codes a browser or proxy
-//! should see. No extension is negotiated, which is how permessage-deflate
+//! should see, and reads the bounded body of a request to a `POST` route. No extension is negotiated, which is how permessage-deflate
 //! is declined: the response simply omits it.
 
 mod upgrade;
+
+use std::ops::Range;
 
 use crate::guard;
 use crate::http::{HttpRequest, HttpResponse};
@@ -32,15 +34,32 @@ pub(crate) enum Outcome {
     /// A complete HTTP response (a refusal or a page) was appended to the
     /// output; close once it is sent.
     Respond { status: u16 },
+    /// A complete request to a `POST` route: `input[body]` is its body.
+    /// Nothing was appended: the server calls the route's handler.
+    Post {
+        handler: usize,
+        request: Box<HttpRequest>,
+        body: Range<usize>,
+    },
+}
+
+/// The limits the handshake holds a request to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestLimits {
+    /// The request head (431 above it).
+    pub(crate) max_request: usize,
+    /// The body of a `POST` (413 above it).
+    pub(crate) max_body: usize,
 }
 
 /// Runs the handshake over `input`, appending any response to `out`.
 pub(crate) fn respond(
     input: &[u8],
     router: &Router,
-    max_request: usize,
+    limits: RequestLimits,
     out: &mut Vec<u8>,
 ) -> Outcome {
+    let max_request = limits.max_request;
     let refuse = |status: u16, why: &dyn std::fmt::Display, out: &mut Vec<u8>| {
         HttpResponse::text(status, format!("{why}\n")).write_to(out);
         Outcome::Respond { status }
@@ -59,17 +78,15 @@ pub(crate) fn respond(
         Ok(None) => return Outcome::Partial,
         Err(e) => return refuse(400, &format_args!("bad request: {e}"), out),
     };
-    if head.method != "GET" {
-        let mut response = HttpResponse::text(405, "only GET is served here\n");
-        response.headers.push(("Allow".into(), "GET".into()));
-        response.write_to(out);
-        return Outcome::Respond { status: 405 };
-    }
     let Some(target) = head.path_and_query() else {
         return refuse(400, &"bad request: invalid request target", out);
     };
     let http_request = HttpRequest::from_head(&target, head.headers);
     let (component, origins, protocols) = match router.find(http_request.path()) {
+        Some(&Target::Post { handler }) => {
+            return post(&head, input, handler, http_request, limits.max_body, out);
+        }
+        _ if head.method != "GET" => return method_not_allowed("GET", out),
         None => return refuse(404, &"no route for this path", out),
         Some(Target::Http(handler)) => {
             let path = http_request.path();
@@ -126,6 +143,81 @@ pub(crate) fn respond(
         }
         Err(refusal) => refuse(400, &format_args!("bad upgrade request: {refusal}"), out),
     }
+}
+
+fn method_not_allowed(allow: &str, out: &mut Vec<u8>) -> Outcome {
+    HttpResponse::text(405, format!("only {allow} is served here\n"))
+        .with_header("Allow", allow)
+        .write_to(out);
+    Outcome::Respond { status: 405 }
+}
+
+/// A request to a `POST` route: its body is read whole, up to `max_body`
+/// bytes, and only with a `Content-Length` (a chunked body is refused with
+/// 411 rather than read without a known end). The deadline is the
+/// handshake's: the connection stays in that phase until the body is in.
+fn post(
+    head: &Head<'_, '_>,
+    input: &[u8],
+    handler: usize,
+    request: HttpRequest,
+    max_body: usize,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let refuse = |status: u16, why: &str, out: &mut Vec<u8>| {
+        HttpResponse::text(status, format!("{why}\n")).write_to(out);
+        Outcome::Respond { status }
+    };
+    if head.method != "POST" {
+        return method_not_allowed("POST", out);
+    }
+    if head.headers_named("transfer-encoding").next().is_some() {
+        return refuse(
+            411,
+            "send the body with a Content-Length, not Transfer-Encoding",
+            out,
+        );
+    }
+    let mut lengths = head.headers_named("content-length");
+    let length = match (lengths.next(), lengths.next()) {
+        (None, _) => return refuse(411, "a Content-Length is required", out),
+        (Some(value), None) => parse_length(value),
+        (Some(_), Some(_)) => None,
+    };
+    let Some(length) = length else {
+        return refuse(400, "bad request: invalid Content-Length", out);
+    };
+    if length > max_body {
+        let why = format!("the body is {length} bytes; at most {max_body} are accepted");
+        return refuse(413, &why, out);
+    }
+    let end = head.len + length;
+    if input.len() < end {
+        // curl and others wait for this before sending a larger body. The
+        // head alone is in exactly once: input only grows.
+        let expects = head
+            .headers_named("expect")
+            .any(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        if expects && input.len() == head.len {
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        return Outcome::Partial;
+    }
+    Outcome::Post {
+        handler,
+        request: Box::new(request),
+        body: head.len..end,
+    }
+}
+
+/// A `Content-Length` value: decimal digits only (no sign, no spaces
+/// inside), and small enough to be a length.
+fn parse_length(value: &[u8]) -> Option<usize> {
+    let value = value.trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Answers a WebSocket upgrade request without a router, for a program
@@ -192,6 +284,7 @@ mod tests {
             "/",
             Target::Http(Rc::new(|_| HttpResponse::text(200, "page"))),
         );
+        router.insert("/publish", Target::Post { handler: 3 });
         router
     }
 
@@ -200,7 +293,11 @@ mod tests {
 
     fn run(input: &str) -> (Outcome, String) {
         let mut out = Vec::new();
-        let outcome = respond(input.as_bytes(), &router(), 8192, &mut out);
+        let limits = RequestLimits {
+            max_request: 8192,
+            max_body: 100,
+        };
+        let outcome = respond(input.as_bytes(), &router(), limits, &mut out);
         (outcome, String::from_utf8(out).expect("ascii response"))
     }
 
@@ -270,6 +367,50 @@ mod tests {
         expect_status("POST /echo HTTP/1.1\r\n\r\n", 405);
         expect_status("\x16\x03\x01garbage\r\n\r\n", 400);
         expect_status("GET / HTTP/1.1\r\n\r\n", 200);
+    }
+
+    #[test]
+    fn a_post_body_is_read_whole_within_its_limit() {
+        let head = "POST /publish?topic=a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n";
+        let input = format!("{head}hello");
+        for cut in head.len()..input.len() {
+            let (outcome, out) = run(&input[..cut]);
+            assert!(matches!(outcome, Outcome::Partial), "cut {cut}");
+            assert!(out.is_empty(), "no 100 Continue unasked");
+        }
+        let (outcome, out) = run(&format!("{input}trailing"));
+        let Outcome::Post {
+            handler,
+            request,
+            body,
+        } = outcome
+        else {
+            panic!("expected a post, got {outcome:?}");
+        };
+        assert_eq!((handler, &input[body]), (3, "hello"));
+        assert_eq!(request.query_param("topic").as_deref(), Some("a"));
+        assert!(out.is_empty());
+
+        let expecting = head.replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n");
+        let (outcome, out) = run(&expecting);
+        assert!(matches!(outcome, Outcome::Partial));
+        assert_eq!(out, "HTTP/1.1 100 Continue\r\n\r\n");
+        let (_, out) = run(&format!("{expecting}he"));
+        assert!(out.is_empty(), "100 Continue is sent once");
+    }
+
+    #[test]
+    fn post_refusals() {
+        let post = |headers: &str| format!("POST /publish HTTP/1.1\r\nHost: h\r\n{headers}\r\n");
+        expect_status(&post(""), 411);
+        expect_status(&post("Transfer-Encoding: chunked\r\n"), 411);
+        expect_status(&post("Content-Length: 101\r\n"), 413);
+        expect_status(&post("Content-Length: 99999999999999999999999\r\n"), 400);
+        expect_status(&post("Content-Length: -1\r\n"), 400);
+        expect_status(&post("Content-Length: 1\r\nContent-Length: 1\r\n"), 400);
+        expect_status("GET /publish HTTP/1.1\r\nHost: h\r\n\r\n", 405);
+        let (_, out) = run("PUT /publish HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(out.contains("Allow: POST\r\n"), "{out}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::close::CloseReason;
 use crate::connection::{ConnId, Connection, Phase, RETAINED_BUFFER, flag, lend_out};
 use crate::frame::decode::{Incoming, Limits};
 use crate::frame::encode;
-use crate::handshake::{self, Outcome};
+use crate::handshake::{self, Outcome, RequestLimits};
 use crate::message::Message;
 use crate::reactor::LoopHandle;
 
@@ -79,7 +79,10 @@ impl ServerCore {
     }
 
     fn handshake_input(&mut self, lp: &mut LoopHandle, key: u32, n: usize) {
-        let max_request = self.net.config.max_request_size;
+        let limits = RequestLimits {
+            max_request: self.net.config.max_request_size,
+            max_body: self.net.config.max_message(),
+        };
         let conn = &mut self.net.conns[key as usize];
         lend_out(&mut self.net.spare_out, conn);
         // A request that arrives whole in one read (nearly all of them) is
@@ -93,17 +96,50 @@ impl ServerCore {
         } else {
             &conn.input
         };
-        let outcome = handshake::respond(input, &self.router, max_request, &mut conn.out);
+        let outcome = handshake::respond(input, &self.router, limits, &mut conn.out);
         match outcome {
             Outcome::Partial => {
                 if in_place {
                     conn.input.extend_from_slice(&self.read_buf[..n]);
                 }
-                // Nothing to send yet: a client that trickles its request
-                // must not hold the loop's spare buffer.
-                if conn.out.is_empty() && conn.out.capacity() > 0 {
+                if !conn.out.is_empty() {
+                    // A `100 Continue` to a client about to send a body.
+                    self.net.mark_dirty(key);
+                } else if conn.out.capacity() > 0 {
+                    // Nothing to send yet: a client that trickles its
+                    // request must not hold the loop's spare buffer.
                     self.net.spare_out = std::mem::take(&mut conn.out);
                 }
+            }
+            Outcome::Post {
+                handler,
+                request,
+                body,
+            } => {
+                let held = std::mem::take(&mut conn.input);
+                let read_buf = std::mem::take(&mut self.read_buf);
+                let bytes = if in_place {
+                    &read_buf[body]
+                } else {
+                    &held[body]
+                };
+                let response = self.call_post(lp, handler, &request, bytes);
+                self.read_buf = read_buf;
+                let Some(conn) = self.net.conns.get_mut(key as usize) else {
+                    return;
+                };
+                debug!(
+                    "#{} from {}: HTTP {} (POST {})",
+                    conn.generation,
+                    conn.peer,
+                    response.status,
+                    request.path()
+                );
+                lend_out(&mut self.net.spare_out, conn);
+                response.write_to(&mut conn.out);
+                conn.phase = Phase::Flushing;
+                conn.since = self.net.now;
+                self.net.mark_dirty(key);
             }
             Outcome::Respond { status } => {
                 debug!("#{} from {}: HTTP {status}", conn.generation, conn.peer);
