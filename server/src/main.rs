@@ -1,6 +1,6 @@
 //! The `pawl` server binary on 127.0.0.1:8080 by default: the chat page at
-//! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast` and
-//! `/echo`.
+//! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast`,
+//! `/echo`, and `POST /publish` with `--publish-secret`.
 //!
 //! ```text
 //! cargo run --release -- --help
@@ -9,6 +9,7 @@
 
 mod broadcast;
 mod cli;
+mod publish;
 mod workers;
 
 use std::process::ExitCode;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
 fn supervise(args: &Args) -> pawl::Result<()> {
     args.server_config()?;
     args.tls_config()?;
+    args.publish_secret()?;
     let (host, port) = args.host_port()?;
     workers::supervise(&host, port, usize::from(args.workers))
 }
@@ -66,6 +68,9 @@ fn run(args: &Args) -> pawl::Result<()> {
         .route("/broadcast", broadcast::Broadcast, &origins);
     if let Some(tls) = args.tls_config()? {
         app = app.tls(tls);
+    }
+    if let Some(secret) = args.publish_secret()? {
+        app = app.post("/publish", publish::handler(secret));
     }
     if let Some(url) = &args.redis {
         // Topics (/broadcast) span every process sharing this Redis.

@@ -86,8 +86,8 @@ pub(crate) fn respond(
         Some(&Target::Post { handler }) => {
             return post(&head, input, handler, http_request, limits.max_body, out);
         }
-        _ if head.method != "GET" => return method_not_allowed("GET", out),
         None => return refuse(404, &"no route for this path", out),
+        _ if head.method != "GET" => return method_not_allowed("GET", out),
         Some(Target::Http(handler)) => {
             let path = http_request.path();
             let what = format_args!("HTTP route {path}");
@@ -365,6 +365,7 @@ mod tests {
         expect_status(&UPGRADE.replace("Version: 13", "Version: 8"), 426);
         expect_status(&UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"), 400);
         expect_status("POST /echo HTTP/1.1\r\n\r\n", 405);
+        expect_status("POST /nope HTTP/1.1\r\n\r\n", 404);
         expect_status("\x16\x03\x01garbage\r\n\r\n", 400);
         expect_status("GET / HTTP/1.1\r\n\r\n", 200);
     }
