@@ -10,6 +10,7 @@
 mod broadcast;
 mod cli;
 mod publish;
+mod relay;
 mod workers;
 
 use std::process::ExitCode;
@@ -51,7 +52,12 @@ fn supervise(args: &Args) -> pawl::Result<()> {
     args.tls_config()?;
     args.publish_secret()?;
     let (host, port) = args.host_port()?;
-    workers::supervise(&host, port, usize::from(args.workers))
+    // Without Redis, topics cross the workers through the supervisor.
+    let relay = match args.redis {
+        Some(_) => None,
+        None => Some(relay::start(args.max_message_size)?),
+    };
+    workers::supervise(&host, port, usize::from(args.workers), relay)
 }
 
 fn run(args: &Args) -> pawl::Result<()> {
@@ -72,9 +78,10 @@ fn run(args: &Args) -> pawl::Result<()> {
     if let Some(secret) = args.publish_secret()? {
         app = app.post("/publish", publish::handler(secret));
     }
-    if let Some(url) = &args.redis {
-        // Topics (/broadcast) span every process sharing this Redis.
-        app = app.broker(url);
+    // Topics (/broadcast, /publish) span every process sharing this
+    // Redis, or, without one, the workers of this supervisor.
+    if let Some(url) = args.redis.clone().or_else(workers::relay_url) {
+        app = app.broker(&url);
     }
     let (app, _chat) = pawl_chat::setup::mount(
         app,

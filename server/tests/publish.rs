@@ -2,7 +2,8 @@
 //! topic's WebSocket subscribers, with `--publish-secret`, over raw HTTP
 //! as curl or PHP would send it; on one process, across `--workers 2`
 //! (with and without Redis) and across two nodes sharing a real
-//! redis-server.
+//! redis-server. And `/broadcast` across `--workers 2` without Redis,
+//! through the supervisor's relay.
 //!
 //! ```text
 //! cargo test -p pawl-server --test publish
@@ -215,14 +216,15 @@ fn subscribers(addr: SocketAddr, topic: &str, n: usize) -> Vec<Client> {
         .collect()
 }
 
-/// Every client gets `want` next, after whatever other subscribers said.
+/// Every client gets `want` next, after whatever other subscribers said
+/// (their hellos, leftover syncs).
 #[track_caller]
 fn all_receive(clients: &mut [Client], want: &str) {
     for (i, client) in clients.iter_mut().enumerate() {
         wait_for(&format!("client {i} receives {want:?}"), || {
             match client.recv_within(Duration::from_millis(500)) {
                 Some(Received::Text(t)) if t == want => Some(()),
-                Some(Received::Text(t)) if t.starts_with("hello ") => None,
+                Some(Received::Text(t)) if t.starts_with("hello ") || t == "sync" => None,
                 Some(other) => panic!("client {i}: unexpected {other:?}"),
                 None => None,
             }
@@ -230,16 +232,44 @@ fn all_receive(clients: &mut [Client], want: &str) {
     }
 }
 
-/// Worker pids answering `/health`, asked `n` times.
-fn health_pids(addr: SocketAddr, n: usize) -> std::collections::BTreeSet<u32> {
-    (0..n)
-        .filter_map(|_| {
-            let mut raw = Raw::connect(addr);
-            raw.send(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n");
-            let text = String::from_utf8_lossy(&raw.read_to_end()).into_owned();
-            text.rsplit("ok pid ").next()?.trim().parse().ok()
-        })
-        .collect()
+/// A worker joins a topic's relay channel on its first subscriber, after
+/// that subscriber's upgrade: `sync` is published with `send` until every
+/// client has heard one, which shows every worker with a subscriber
+/// listens. (With Redis, `PUBSUB NUMSUB` shows it instead.)
+fn sync(clients: &mut [Client], mut send: impl FnMut(&mut Client)) {
+    let mut heard = vec![false; clients.len()];
+    wait_for("every subscriber hears a sync", || {
+        send(&mut clients[0]);
+        for (client, heard) in clients.iter_mut().zip(&mut heard) {
+            while !*heard {
+                match client.recv_within(Duration::from_millis(100)) {
+                    Some(Received::Text(t)) if t == "sync" => *heard = true,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+        heard.iter().all(|h| *h).then_some(())
+    });
+}
+
+/// Waits until two worker pids have answered `/health` (a worker logs
+/// its pid a moment before it listens).
+fn two_workers_answer(addr: SocketAddr) {
+    let mut pids = std::collections::BTreeSet::new();
+    wait_for("two workers to answer /health", || {
+        let mut raw = Raw::connect(addr);
+        raw.send(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n");
+        let text = String::from_utf8_lossy(&raw.read_to_end()).into_owned();
+        if let Some(pid) = text
+            .rsplit("ok pid ")
+            .next()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            pids.insert(pid);
+        }
+        (pids.len() == 2).then_some(())
+    });
 }
 
 /// 40 subscribers over two workers: the chance that the kernel put all
@@ -257,8 +287,7 @@ fn across_two_workers_with_redis() {
         "--publish-secret",
         SECRET,
     ]);
-    pawl.wait_log("worker 1, pid");
-    assert_eq!(health_pids(pawl.addr, 40).len(), 2, "two workers answer");
+    two_workers_answer(pawl.addr);
     let mut clients = subscribers(pawl.addr, "w", SPREAD);
     // Both workers have subscribers: both listen on the topic's channel.
     wait_for("both workers on topic w", || {
@@ -271,14 +300,35 @@ fn across_two_workers_with_redis() {
 #[test]
 fn across_two_workers_without_redis() {
     let pawl = Pawl::start(&["--workers", "2", "--publish-secret", SECRET]);
-    pawl.wait_log("worker 1, pid");
-    assert_eq!(health_pids(pawl.addr, 40).len(), 2, "two workers answer");
+    two_workers_answer(pawl.addr);
     let mut clients = subscribers(pawl.addr, "w", SPREAD);
+    sync(&mut clients, |_| {
+        publish_text(pawl.addr, "w", "sync");
+    });
     for round in 0..3 {
         let text = format!("to every worker, round {round}");
         publish_text(pawl.addr, "w", &text);
         all_receive(&mut clients, &text);
     }
+}
+
+#[test]
+fn a_clients_broadcast_crosses_two_workers_without_redis_in_order() {
+    let pawl = Pawl::start(&["--workers", "2"]);
+    two_workers_answer(pawl.addr);
+    pawl.wait_log("topics cross the workers through the relay at ");
+    let mut clients = subscribers(pawl.addr, "b", SPREAD);
+    sync(&mut clients, |client| client.send_text("sync"));
+    // Another topic on the same workers hears none of it.
+    let mut other = subscribers(pawl.addr, "other", 1);
+    for i in 0..5 {
+        clients[0].send_text(&format!("from a client {i}"));
+    }
+    for i in 0..5 {
+        all_receive(&mut clients, &format!("from a client {i}"));
+    }
+    other[0].send_text("mine");
+    all_receive(&mut other, "mine");
 }
 
 #[test]
