@@ -263,7 +263,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let timed_us = timed_cpu.iter().sum::<f64>() / 1e3 / timed;
     let per_worker: Vec<String> = sustained_cpu
         .iter()
-        .map(|ns| format!("{:.0}", ns / 1e6 / secs * 100.0))
+        .map(|ns| format!("{:.0}", ns / 1e9 / secs * 100.0))
         .collect();
     let redis_us = match (redis0, redis1) {
         (Some(a), Some(b)) => format!("{:.1}", (b - a) as f64 / 1e3 / total as f64),
