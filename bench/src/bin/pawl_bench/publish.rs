@@ -103,7 +103,9 @@ fn cpu(pids: &[u32]) -> Result<Vec<u64>, Error> {
 
 pub fn run(args: &Args) -> Result<(), Error> {
     if args.publishers == 0 || args.conns == 0 {
-        return Err(Error::Usage("publish needs publishers and subscribers".into()));
+        return Err(Error::Usage(
+            "publish needs publishers and subscribers".into(),
+        ));
     }
     let (server, path) = args.target.parse()?;
     let payloads = Payloads::new(args.size);
@@ -133,7 +135,9 @@ pub fn run(args: &Args) -> Result<(), Error> {
         poll,
         events: Events::with_capacity(256),
         conns,
-        tallies: (0..args.publishers).map(|_| Tally::new(args.publishers)).collect(),
+        tallies: (0..args.publishers)
+            .map(|_| Tally::new(args.publishers))
+            .collect(),
         scratch: vec![0u8; 64 << 10],
         last_arrival: 0,
     };
@@ -165,8 +169,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         let deadline = Instant::now() + LIMIT;
         let mut last = 0;
         let mut reported = 0;
-        let all_here =
-            |p: &Publishers| p.tallies.iter().all(|t| t.next_of(0) > seq);
+        let all_here = |p: &Publishers| p.tallies.iter().all(|t| t.next_of(0) > seq);
         while reported < processes || !all_here(&publishers) {
             if Instant::now() > deadline {
                 return Err(Error::Timeout(format!(
@@ -197,12 +200,12 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let until = Instant::now() + Duration::from_secs(args.secs);
     let hard_stop = until + LIMIT;
     while Instant::now() < until {
-        for p in 0..args.publishers {
-            if publishers.has_own(p, sent[p]) {
-                payloads.build(SENDER - p as u32, sent[p], &mut buf);
+        for (p, sent) in sent.iter_mut().enumerate() {
+            if publishers.has_own(p, *sent) {
+                payloads.build(SENDER - p as u32, *sent, &mut buf);
                 publishers.conns[p].writer.send(OP_TEXT, &buf);
                 publishers.conns[p].flush()?;
-                sent[p] += 1;
+                *sent += 1;
             }
         }
         publishers.pump(&payloads, Duration::from_millis(1))?;
@@ -233,7 +236,10 @@ pub fn run(args: &Args) -> Result<(), Error> {
         }
     }
     if let Some(t) = publishers.tallies.iter().find(|t| t.total > total) {
-        return Err(Error::Check(format!("a publisher got {} of {total}", t.total)));
+        return Err(Error::Check(format!(
+            "a publisher got {} of {total}",
+            t.total
+        )));
     }
     last = last.max(publishers.last_arrival);
     let cpu2 = cpu(&args.worker_pids)?;
@@ -254,7 +260,10 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let delivered = (total * subscribers) as f64;
     let timed = (args.messages * subscribers) as f64;
     let spent = |a: &[u64], b: &[u64]| -> Vec<f64> {
-        a.iter().zip(b).map(|(x, y)| y.saturating_sub(*x) as f64).collect()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| y.saturating_sub(*x) as f64)
+            .collect()
     };
     let (timed_cpu, sustained_cpu) = (spent(&cpu0, &cpu1), spent(&cpu1, &cpu2));
     let workers = args.worker_pids.len().max(1) as f64;
@@ -292,7 +301,10 @@ pub fn run(args: &Args) -> Result<(), Error> {
             ("median_ms", format!("{median:.3}")),
             ("max_ms", format!("{max:.3}")),
             ("msgs_per_s", format!("{per_s:.2}")),
-            ("deliveries_per_s", format!("{:.0}", per_s * subscribers as f64)),
+            (
+                "deliveries_per_s",
+                format!("{:.0}", per_s * subscribers as f64)
+            ),
             ("cpu_us_per_delivery", format!("{us_per_delivery:.4}")),
             ("cpu_us_per_delivery_timed", format!("{timed_us:.4}")),
             ("worker_busy_pct", per_worker.join("/")),
