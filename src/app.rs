@@ -16,7 +16,7 @@ use crate::handles::{AppId, Route, Server};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::{LoopHandle, Reactor};
 use crate::router::{Origins, Router, Target};
-use crate::server::{Endpoint, Mounted, PostHandler, ServerCore, Setup};
+use crate::server::{Endpoint, Mounted, PostRoute, ServerCore, Setup};
 use crate::tls::TlsConfig;
 
 /// A WebSocket application: components on paths, served on one address.
@@ -40,7 +40,7 @@ pub struct App {
     config: ServerConfig,
     router: Router,
     routes: Vec<Box<dyn Endpoint>>,
-    posts: Vec<PostHandler>,
+    posts: Vec<PostRoute>,
     tls: Option<TlsConfig>,
     id: AppId,
     broker: Option<String>,
@@ -177,7 +177,8 @@ impl App {
     /// connection's start (the connection is dropped then). Other methods
     /// get 405; `Expect: 100-continue` is answered. Each response closes
     /// its connection; a handler that panics is logged and answered with
-    /// 500.
+    /// 500. To refuse a request before its body is read (an
+    /// `Authorization` that does not match), see [`App::post_checked`].
     ///
     /// ```no_run
     /// use pawl::{App, HttpResponse};
@@ -192,12 +193,49 @@ impl App {
     /// # Ok::<(), pawl::Error>(())
     /// ```
     pub fn post(
-        mut self,
+        self,
         path: &str,
         handler: impl FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse + 'static,
     ) -> Self {
+        self.post_checked(path, |_| None, handler)
+    }
+
+    /// Like [`App::post`], with `check` asked about the request head
+    /// before any of the body is read or kept: `Some(response)` refuses
+    /// the request with it (a 401 for a missing secret costs the server no
+    /// buffered body, and curl, which waits for `100 Continue`, sends
+    /// none), `None` reads the body and calls `handler`. A check that
+    /// panics is logged and answered with 500.
+    ///
+    /// ```no_run
+    /// use pawl::{App, HttpResponse};
+    ///
+    /// App::new("127.0.0.1", 8080)
+    ///     .post_checked(
+    ///         "/publish",
+    ///         |request| {
+    ///             let ok = request.header("authorization") == Some("Bearer s3cret");
+    ///             (!ok).then(|| HttpResponse::text(401, "unauthorized\n"))
+    ///         },
+    ///         |ctx, request, body| {
+    ///             let topic = request.query_param("topic").unwrap_or_default().into_owned();
+    ///             HttpResponse::text(200, format!("{}\n", ctx.publish(&topic, body)))
+    ///         },
+    ///     )
+    ///     .run()?;
+    /// # Ok::<(), pawl::Error>(())
+    /// ```
+    pub fn post_checked(
+        mut self,
+        path: &str,
+        check: impl FnMut(&HttpRequest) -> Option<HttpResponse> + 'static,
+        handler: impl FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse + 'static,
+    ) -> Self {
         let index = self.posts.len();
-        self.posts.push(Box::new(handler));
+        self.posts.push(PostRoute {
+            check: Box::new(check),
+            handle: Box::new(handler),
+        });
         self.router.insert(path, Target::Post { handler: index });
         self
     }

@@ -44,6 +44,15 @@ fn server() -> TestServer {
                 HttpResponse::text(200, format!("reached {reached}"))
             })
             .post("/panics", |_, _, _| panic!("a handler bug"))
+            .post_checked(
+                "/checked",
+                |request| match request.header("x-key") {
+                    Some("open") => None,
+                    Some("panic") => panic!("a check bug"),
+                    _ => Some(HttpResponse::text(401, "no key")),
+                },
+                |_, _, body| HttpResponse::text(200, format!("{} bytes", body.len())),
+            )
     })
 }
 
@@ -142,4 +151,39 @@ fn a_body_that_never_arrives_is_dropped_at_the_handshake_timeout() {
     raw.send(b"part");
     // Dropped without an answer (read_to_end fails the test if it is not).
     assert!(raw.read_to_end().is_empty());
+}
+
+#[test]
+fn a_check_refuses_from_the_head_before_any_body_is_read() {
+    let server = server();
+    // No body is ever sent: the answer comes from the head alone.
+    let mut raw = Raw::connect(server.addr);
+    raw.send(post_head("/checked", 500, "").as_bytes());
+    assert_eq!(raw.response().0, 401);
+    // A client waiting for 100 Continue gets the refusal instead.
+    let mut raw = Raw::connect(server.addr);
+    raw.send(post_head("/checked", 500, "Expect: 100-continue\r\n").as_bytes());
+    assert_eq!(raw.response().0, 401);
+    // Head and body in one write: the check still comes first.
+    let mut request = post_head("/checked", 3, "X-Key: wrong\r\n").into_bytes();
+    request.extend_from_slice(b"abc");
+    assert_eq!(exchange(&server, &request).0, 401);
+    let mut request = post_head("/checked", 3, "X-Key: panic\r\n").into_bytes();
+    request.extend_from_slice(b"abc");
+    assert_eq!(exchange(&server, &request).0, 500);
+}
+
+#[test]
+fn an_admitted_request_is_read_whole() {
+    let server = server();
+    let mut request = post_head("/checked", 3, "X-Key: open\r\n").into_bytes();
+    request.extend_from_slice(b"abc");
+    assert_eq!(exchange(&server, &request), (200, "3 bytes".to_owned()));
+    let mut raw = Raw::connect(server.addr);
+    raw.send(post_head("/checked", 4, "X-Key: open\r\nExpect: 100-continue\r\n").as_bytes());
+    assert_eq!(raw.response().0, 100);
+    raw.send(b"ab");
+    std::thread::sleep(Duration::from_millis(20));
+    raw.send(b"cd");
+    assert_eq!(raw.response().0, 200);
 }

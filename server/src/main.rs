@@ -76,7 +76,7 @@ fn run(args: &Args) -> pawl::Result<()> {
         app = app.tls(tls);
     }
     if let Some(secret) = args.publish_secret()? {
-        app = app.post("/publish", publish::handler(secret));
+        app = publish::route(app, secret);
     }
     // Topics (/broadcast, /publish) span every process sharing this
     // Redis, or, without one, the workers of this supervisor.

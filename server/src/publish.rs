@@ -5,35 +5,50 @@
 //! carrying `Authorization: Bearer SECRET`.
 //!
 //! The body is the message: text for `text/*` and `application/json`
-//! (which must then be UTF-8), binary for any other type. The library
-//! reads the body (411 without a `Content-Length`, 413 over
-//! `--max-message-size`, 405 for other methods) before this runs.
+//! (which must then be UTF-8), binary for any other type. The secret and
+//! the topic are checked on the request head, before the library reads
+//! any of the body (411 without a `Content-Length`, 413 over
+//! `--max-message-size`, 405 for other methods).
 
 use log::debug;
-use pawl::{Context, HttpRequest, HttpResponse, Message};
+use pawl::{App, Context, HttpRequest, HttpResponse, Message};
 
 /// The environment variable that may hold the secret instead of the flag,
 /// so that it stays out of `ps`.
 pub const SECRET_ENV: &str = "PAWL_PUBLISH_SECRET";
 
-/// The handler of `/publish` for `secret`.
-pub fn handler(
-    secret: String,
-) -> impl FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse + 'static {
-    move |ctx, request, body| publish(secret.as_bytes(), ctx, request, body)
+/// Serves `POST /publish` on `app` for requests carrying `secret`.
+pub fn route(app: App, secret: String) -> App {
+    app.post_checked(
+        "/publish",
+        move |request| refusal(secret.as_bytes(), request),
+        publish,
+    )
 }
 
-fn publish(
-    secret: &[u8],
-    ctx: &mut Context<'_>,
-    request: &HttpRequest,
-    body: &[u8],
-) -> HttpResponse {
+/// Why the head of a request is refused, if it is: no secret, or no topic.
+fn refusal(secret: &[u8], request: &HttpRequest) -> Option<HttpResponse> {
     if !authorized(secret, request.header("authorization")) {
-        return HttpResponse::text(401, "a valid Authorization: Bearer SECRET is required\n")
-            .with_header("WWW-Authenticate", "Bearer");
+        let response =
+            HttpResponse::text(401, "a valid Authorization: Bearer SECRET is required\n");
+        return Some(response.with_header("WWW-Authenticate", "Bearer"));
     }
-    let Some(topic) = request.query_param("topic").filter(|t| !t.is_empty()) else {
+    if topic(request).is_none() {
+        return Some(HttpResponse::text(
+            400,
+            "name a topic: /publish?topic=NAME\n",
+        ));
+    }
+    None
+}
+
+fn topic(request: &HttpRequest) -> Option<std::borrow::Cow<'_, str>> {
+    request.query_param("topic").filter(|t| !t.is_empty())
+}
+
+/// A request whose head passed [`refusal`].
+fn publish(ctx: &mut Context<'_>, request: &HttpRequest, body: &[u8]) -> HttpResponse {
+    let Some(topic) = topic(request) else {
         return HttpResponse::text(400, "name a topic: /publish?topic=NAME\n");
     };
     let message = if is_text(request.header("content-type")) {

@@ -147,6 +147,10 @@ fn refusals_are_http_statuses() {
     for (i, (got, want)) in statuses.into_iter().enumerate() {
         assert_eq!(got, want, "request {i}");
     }
+    // Without the secret, refused from the head: the body is never read.
+    let mut raw = Raw::connect(addr);
+    raw.send(b"POST /publish?topic=a HTTP/1.1\r\nHost: h\r\nContent-Length: 16\r\n\r\n");
+    assert_eq!(raw.response().0, 401);
     let mut raw = Raw::connect(addr);
     raw.send(b"GET /publish?topic=a HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(raw.response().0, 405);

@@ -40,6 +40,9 @@ pub(crate) mod flag {
     pub(crate) const DOOMED: u8 = 16;
     /// Input arrived since the last sweep: keep buffers between messages.
     pub(crate) const RECENT: u8 = 32;
+    /// In the handshake: a `POST` route's check admitted the request head,
+    /// so its body is being read.
+    pub(crate) const POST_ADMITTED: u8 = 64;
 }
 
 /// One client connection. Kept small: an idle connection holds no buffer.

@@ -34,8 +34,18 @@ pub(crate) enum Outcome {
     /// A complete HTTP response (a refusal or a page) was appended to the
     /// output; close once it is sent.
     Respond { status: u16 },
+    /// The head of a request to a `POST` route is in, its body is not, and
+    /// the route has not admitted it yet: the server asks the route's check
+    /// before any of the body is kept. `send_continue`: the client waits
+    /// for `100 Continue` before sending the body.
+    PostHead {
+        handler: usize,
+        request: Box<HttpRequest>,
+        send_continue: bool,
+    },
     /// A complete request to a `POST` route: `input[body]` is its body.
-    /// Nothing was appended: the server calls the route's handler.
+    /// Nothing was appended: the server calls the route's handler (after
+    /// its check, if the head did not come alone).
     Post {
         handler: usize,
         request: Box<HttpRequest>,
@@ -50,6 +60,9 @@ pub(crate) struct RequestLimits {
     pub(crate) max_request: usize,
     /// The body of a `POST` (413 above it).
     pub(crate) max_body: usize,
+    /// The `POST` route's check has admitted this request's head already:
+    /// only the complete body is news.
+    pub(crate) post_admitted: bool,
 }
 
 /// Runs the handshake over `input`, appending any response to `out`.
@@ -84,7 +97,7 @@ pub(crate) fn respond(
     let http_request = HttpRequest::from_head(&target, head.headers);
     let (component, origins, protocols) = match router.find(http_request.path()) {
         Some(&Target::Post { handler }) => {
-            return post(&head, input, handler, http_request, limits.max_body, out);
+            return post(&head, input, handler, http_request, limits, out);
         }
         None => return refuse(404, &"no route for this path", out),
         _ if head.method != "GET" => return method_not_allowed("GET", out),
@@ -161,9 +174,10 @@ fn post(
     input: &[u8],
     handler: usize,
     request: HttpRequest,
-    max_body: usize,
+    limits: RequestLimits,
     out: &mut Vec<u8>,
 ) -> Outcome {
+    let max_body = limits.max_body;
     let refuse = |status: u16, why: &str, out: &mut Vec<u8>| {
         HttpResponse::text(status, format!("{why}\n")).write_to(out);
         Outcome::Respond { status }
@@ -193,15 +207,20 @@ fn post(
     }
     let end = head.len + length;
     if input.len() < end {
-        // curl and others wait for this before sending a larger body. The
-        // head alone is in exactly once: input only grows.
-        let expects = head
-            .headers_named("expect")
-            .any(|v| v.eq_ignore_ascii_case(b"100-continue"));
-        if expects && input.len() == head.len {
-            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if limits.post_admitted {
+            return Outcome::Partial;
         }
-        return Outcome::Partial;
+        // curl and others wait for `100 Continue` before sending a larger
+        // body; one that sent some of it already does not.
+        let send_continue = input.len() == head.len
+            && head
+                .headers_named("expect")
+                .any(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        return Outcome::PostHead {
+            handler,
+            request: Box::new(request),
+            send_continue,
+        };
     }
     Outcome::Post {
         handler,
@@ -291,13 +310,15 @@ mod tests {
     const UPGRADE: &str = "GET /echo?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://good.example\r\n\r\n";
 
+    const LIMITS: RequestLimits = RequestLimits {
+        max_request: 8192,
+        max_body: 100,
+        post_admitted: false,
+    };
+
     fn run(input: &str) -> (Outcome, String) {
         let mut out = Vec::new();
-        let limits = RequestLimits {
-            max_request: 8192,
-            max_body: 100,
-        };
-        let outcome = respond(input.as_bytes(), &router(), limits, &mut out);
+        let outcome = respond(input.as_bytes(), &router(), LIMITS, &mut out);
         (outcome, String::from_utf8(out).expect("ascii response"))
     }
 
@@ -374,10 +395,38 @@ mod tests {
     fn a_post_body_is_read_whole_within_its_limit() {
         let head = "POST /publish?topic=a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n";
         let input = format!("{head}hello");
+        for cut in 0..head.len() {
+            assert!(
+                matches!(run(&input[..cut]).0, Outcome::Partial),
+                "cut {cut}"
+            );
+        }
         for cut in head.len()..input.len() {
+            // Not admitted yet: the route's check is asked first.
             let (outcome, out) = run(&input[..cut]);
-            assert!(matches!(outcome, Outcome::Partial), "cut {cut}");
-            assert!(out.is_empty(), "no 100 Continue unasked");
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::PostHead {
+                        handler: 3,
+                        send_continue: false,
+                        ..
+                    }
+                ),
+                "cut {cut}: {outcome:?}"
+            );
+            assert!(out.is_empty());
+            // Admitted: nothing new until the body is whole.
+            let admitted = RequestLimits {
+                post_admitted: true,
+                ..LIMITS
+            };
+            let mut out = Vec::new();
+            let outcome = respond(input[..cut].as_bytes(), &router(), admitted, &mut out);
+            assert!(
+                matches!(outcome, Outcome::Partial),
+                "cut {cut}: {outcome:?}"
+            );
         }
         let (outcome, out) = run(&format!("{input}trailing"));
         let Outcome::Post {
@@ -393,11 +442,25 @@ mod tests {
         assert!(out.is_empty());
 
         let expecting = head.replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n");
-        let (outcome, out) = run(&expecting);
-        assert!(matches!(outcome, Outcome::Partial));
-        assert_eq!(out, "HTTP/1.1 100 Continue\r\n\r\n");
-        let (_, out) = run(&format!("{expecting}he"));
-        assert!(out.is_empty(), "100 Continue is sent once");
+        let (outcome, _) = run(&expecting);
+        assert!(matches!(
+            outcome,
+            Outcome::PostHead {
+                send_continue: true,
+                ..
+            }
+        ));
+        let (outcome, _) = run(&format!("{expecting}he"));
+        assert!(
+            matches!(
+                outcome,
+                Outcome::PostHead {
+                    send_continue: false,
+                    ..
+                }
+            ),
+            "the body is coming already"
+        );
     }
 
     #[test]

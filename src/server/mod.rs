@@ -58,15 +58,19 @@ const READ_BUDGET: usize = 1 << 20;
 /// How many flush/callback rounds one tick runs before yielding to the poll.
 const MAX_SETTLE_ROUNDS: usize = 16;
 
-/// The handler of a `POST` route ([`App::post`](crate::App::post)).
-pub(crate) type PostHandler = Box<dyn FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse>;
+/// A `POST` route ([`App::post_checked`](crate::App::post_checked)): its
+/// check of the request head, then its handler of the whole request.
+pub(crate) struct PostRoute {
+    pub(crate) check: Box<dyn FnMut(&HttpRequest) -> Option<HttpResponse>>,
+    pub(crate) handle: Box<dyn FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse>,
+}
 
 /// A server's state. The loop owns it and lends it to each dispatch.
 pub(crate) struct ServerCore {
     net: Net,
     routes: Vec<Box<dyn Endpoint>>,
-    /// The handlers of `POST` routes, by the index their route names.
-    posts: Vec<PostHandler>,
+    /// The `POST` routes, by the index their route names.
+    posts: Vec<PostRoute>,
     router: Router,
     read_buf: Box<[u8]>,
     acceptor: Acceptor,
@@ -85,7 +89,7 @@ pub(crate) struct Setup {
     pub(crate) listener: TcpListener,
     pub(crate) router: Router,
     pub(crate) routes: Vec<Box<dyn Endpoint>>,
-    pub(crate) posts: Vec<PostHandler>,
+    pub(crate) posts: Vec<PostRoute>,
     pub(crate) config: ServerConfig,
     /// Set for `wss://`.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
@@ -203,14 +207,25 @@ impl ServerCore {
         request: &HttpRequest,
         body: &[u8],
     ) -> HttpResponse {
-        let Some(handler) = self.posts.get_mut(handler) else {
+        let Some(route) = self.posts.get_mut(handler) else {
             return HttpResponse::text(404, "no route for this path\n");
         };
         let server = self.server;
         let mut ctx = Context::new(&mut self.net, lp, server, None);
         let what = format_args!("HTTP route POST {}", request.path());
-        guard::call(&what, || handler(&mut ctx, request, body))
+        guard::call(&what, || (route.handle)(&mut ctx, request, body))
             .unwrap_or_else(|_| HttpResponse::text(500, "internal server error\n"))
+    }
+
+    /// Asks `POST` route `handler` whether to read the body of `request`:
+    /// `Some` refuses it with that response (500 if the check panics).
+    fn check_post(&mut self, handler: usize, request: &HttpRequest) -> Option<HttpResponse> {
+        let Some(route) = self.posts.get_mut(handler) else {
+            return Some(HttpResponse::text(404, "no route for this path\n"));
+        };
+        let what = format_args!("HTTP route POST {} (its check)", request.path());
+        guard::call(&what, || (route.check)(request))
+            .unwrap_or_else(|_| Some(HttpResponse::text(500, "internal server error\n")))
     }
 
     /// Drops doomed connections and delivers owed callbacks until none are
