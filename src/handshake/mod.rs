@@ -422,7 +422,7 @@ mod tests {
                 ..LIMITS
             };
             let mut out = Vec::new();
-            let outcome = respond(input[..cut].as_bytes(), &router(), admitted, &mut out);
+            let outcome = respond(&input.as_bytes()[..cut], &router(), admitted, &mut out);
             assert!(
                 matches!(outcome, Outcome::Partial),
                 "cut {cut}: {outcome:?}"

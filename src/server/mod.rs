@@ -58,11 +58,17 @@ const READ_BUDGET: usize = 1 << 20;
 /// How many flush/callback rounds one tick runs before yielding to the poll.
 const MAX_SETTLE_ROUNDS: usize = 16;
 
+/// A `POST` route's check of a request head: `Some` refuses it.
+pub(crate) type PostCheck = Box<dyn FnMut(&HttpRequest) -> Option<HttpResponse>>;
+
+/// A `POST` route's handler of a whole request.
+pub(crate) type PostHandler = Box<dyn FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse>;
+
 /// A `POST` route ([`App::post_checked`](crate::App::post_checked)): its
 /// check of the request head, then its handler of the whole request.
 pub(crate) struct PostRoute {
-    pub(crate) check: Box<dyn FnMut(&HttpRequest) -> Option<HttpResponse>>,
-    pub(crate) handle: Box<dyn FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse>,
+    pub(crate) check: PostCheck,
+    pub(crate) handle: PostHandler,
 }
 
 /// A server's state. The loop owns it and lends it to each dispatch.
