@@ -8,6 +8,7 @@ use log::info;
 use mio::net::TcpListener;
 
 use crate::component::Component;
+use crate::component::Context;
 use crate::config::ServerConfig;
 use crate::connection::MAX_ROUTES;
 use crate::deflate::Compression;
@@ -16,7 +17,7 @@ use crate::handles::{AppId, Route, Server};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::{LoopHandle, Reactor};
 use crate::router::{Origins, Router, Target};
-use crate::server::{Endpoint, Mounted, ServerCore, Setup};
+use crate::server::{Endpoint, Mounted, PostRoute, ServerCore, Setup};
 use crate::tls::TlsConfig;
 
 /// A WebSocket application: components on paths, served on one address.
@@ -40,6 +41,7 @@ pub struct App {
     config: ServerConfig,
     router: Router,
     routes: Vec<Box<dyn Endpoint>>,
+    posts: Vec<PostRoute>,
     tls: Option<TlsConfig>,
     id: AppId,
     broker: Option<String>,
@@ -69,6 +71,7 @@ impl App {
             config: ServerConfig::default(),
             router: Router::default(),
             routes: Vec::new(),
+            posts: Vec::new(),
             tls: None,
             id: AppId::next(),
             broker: None,
@@ -175,6 +178,82 @@ impl App {
         self
     }
 
+    /// Serves `POST` on `path` with a body: `handler` gets a context on the
+    /// whole server (to publish to a topic, send to a connection), the
+    /// request and its body, and returns the response. This is how a
+    /// program that is not a WebSocket client (a PHP page, a cron job)
+    /// pushes to clients.
+    ///
+    /// The body is read whole before the handler runs. It needs a
+    /// `Content-Length` (411 without one; a chunked body is not read), may
+    /// be at most [`ServerConfig::max_message_size`] bytes (413 above it),
+    /// and must arrive within the handshake timeout counted from the
+    /// connection's start (the connection is dropped then). Other methods
+    /// get 405; `Expect: 100-continue` is answered. Each response closes
+    /// its connection; a handler that panics is logged and answered with
+    /// 500. To refuse a request before its body is read (an
+    /// `Authorization` that does not match), see [`App::post_checked`].
+    ///
+    /// ```no_run
+    /// use pawl::{App, HttpResponse};
+    ///
+    /// App::new("127.0.0.1", 8080)
+    ///     .post("/publish", |ctx, request, body| {
+    ///         let topic = request.query_param("topic").unwrap_or_default().into_owned();
+    ///         let reached = ctx.publish(&topic, body);
+    ///         HttpResponse::text(200, format!("{reached}\n"))
+    ///     })
+    ///     .run()?;
+    /// # Ok::<(), pawl::Error>(())
+    /// ```
+    pub fn post(
+        self,
+        path: &str,
+        handler: impl FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse + 'static,
+    ) -> Self {
+        self.post_checked(path, |_| None, handler)
+    }
+
+    /// Like [`App::post`], with `check` asked about the request head
+    /// before any of the body is read or kept: `Some(response)` refuses
+    /// the request with it (a 401 for a missing secret costs the server no
+    /// buffered body, and curl, which waits for `100 Continue`, sends
+    /// none), `None` reads the body and calls `handler`. A check that
+    /// panics is logged and answered with 500.
+    ///
+    /// ```no_run
+    /// use pawl::{App, HttpResponse};
+    ///
+    /// App::new("127.0.0.1", 8080)
+    ///     .post_checked(
+    ///         "/publish",
+    ///         |request| {
+    ///             let ok = request.header("authorization") == Some("Bearer s3cret");
+    ///             (!ok).then(|| HttpResponse::text(401, "unauthorized\n"))
+    ///         },
+    ///         |ctx, request, body| {
+    ///             let topic = request.query_param("topic").unwrap_or_default().into_owned();
+    ///             HttpResponse::text(200, format!("{}\n", ctx.publish(&topic, body)))
+    ///         },
+    ///     )
+    ///     .run()?;
+    /// # Ok::<(), pawl::Error>(())
+    /// ```
+    pub fn post_checked(
+        mut self,
+        path: &str,
+        check: impl FnMut(&HttpRequest) -> Option<HttpResponse> + 'static,
+        handler: impl FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse + 'static,
+    ) -> Self {
+        let index = self.posts.len();
+        self.posts.push(PostRoute {
+            check: Box::new(check),
+            handle: Box::new(handler),
+        });
+        self.router.insert(path, Target::Post { handler: index });
+        self
+    }
+
     /// Binds and starts serving on the loop, beside whatever else runs on
     /// it; [`Reactor::run`] drives it. The loop owns the server from now on.
     pub fn listen(self, lp: &mut LoopHandle) -> Result<Server> {
@@ -203,6 +282,7 @@ impl App {
             listener,
             router: self.router,
             routes: self.routes,
+            posts: self.posts,
             config: self.config,
             tls,
             app: self.id,

@@ -117,6 +117,10 @@ pub(crate) enum Target {
     },
     /// A plain HTTP route.
     Http(HttpHandler),
+    /// An HTTP route that takes a request body (`POST`): the index of its
+    /// handler, which the server keeps (it gets a context on the server,
+    /// which this layer does not know).
+    Post { handler: usize },
 }
 
 /// Exact-path routes, looked up by the request path without its query.
@@ -160,6 +164,7 @@ impl Router {
             .map(|(path, target)| match target {
                 Target::WebSocket { .. } => format!("ws {path}"),
                 Target::Http(_) => format!("http {path}"),
+                Target::Post { .. } => format!("post {path}"),
             })
             .collect();
         names.join(", ")

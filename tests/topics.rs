@@ -38,6 +38,7 @@ impl Component for PubSub {
                 format!("reached {reached}")
             }
             (Some("count"), Some(topic), None) => format!("count {}", ctx.subscribers(topic)),
+            (Some("lost"), None, None) => format!("lost {}", ctx.lost_publishes()),
             (Some("topics"), None, None) => {
                 let mut topics: Vec<&str> = ctx.topics(conn).collect();
                 topics.sort_unstable();
@@ -201,9 +202,16 @@ fn without_redis_a_node_still_delivers_its_own_publishes_and_catches_up_after() 
     wait_numsub(&redis, "room", 2);
 
     redis.kill();
-    here.send_text("pub room local only");
-    here.expect_text("local only");
-    here.expect_text("reached 1");
+    // Local delivery goes on; once the node has seen Redis go, a publish
+    // is counted as lost across nodes.
+    let lost = util::wait_for("a publish counted as lost", || {
+        here.send_text("pub room local only");
+        here.expect_text("local only");
+        here.expect_text("reached 1");
+        here.send_text("lost");
+        let lost: u64 = here.text()["lost ".len()..].parse().expect("a count");
+        (lost > 0).then_some(lost)
+    });
 
     redis.restart();
     // Both nodes subscribe again on their own; publishes cross again once
@@ -220,7 +228,13 @@ fn without_redis_a_node_still_delivers_its_own_publishes_and_catches_up_after() 
         here.expect_text("again");
         here.expect_text("reached 1");
         match there.recv_within(Duration::from_millis(200)) {
-            Some(util::Received::Text(text)) if text == "again" => break,
+            Some(util::Received::Text(text)) if text == "again" => {
+                // The count is a total: Redis coming back does not reset it.
+                here.send_text("lost");
+                let now: u64 = here.text()["lost ".len()..].parse().expect("a count");
+                assert!(now >= lost, "lost {now} after {lost}");
+                break;
+            }
             Some(other) => panic!("unexpected {other:?}"),
             None => {}
         }

@@ -106,6 +106,13 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 128)]
     pub compression_threshold: usize,
 
+    /// Serve POST /publish?topic=NAME to requests carrying
+    /// `Authorization: Bearer SECRET`: the body goes to the topic's
+    /// subscribers on every worker and node. Also read from the
+    /// PAWL_PUBLISH_SECRET environment variable, which `ps` does not show.
+    #[arg(long, value_name = "SECRET")]
+    pub publish_secret: Option<String>,
+
     /// Keep the chat's backlog in Redis (e.g. redis://127.0.0.1:6379);
     /// without it the backlog lives in memory only.
     #[arg(long, value_name = "URL")]
@@ -221,6 +228,21 @@ impl Args {
             redis: self.redis.clone(),
             redis_max_queued: self.redis_max_queued,
             presence_ttl: self.presence_ttl,
+        }
+    }
+
+    /// The secret of `POST /publish`: `--publish-secret`, else
+    /// `PAWL_PUBLISH_SECRET`; `None` leaves the route out (404).
+    pub fn publish_secret(&self) -> pawl::Result<Option<String>> {
+        let secret = self
+            .publish_secret
+            .clone()
+            .or_else(|| std::env::var(crate::publish::SECRET_ENV).ok());
+        match secret {
+            Some(s) if s.trim().is_empty() => Err(pawl::Error::Config(
+                "--publish-secret must not be empty".to_owned(),
+            )),
+            other => Ok(other),
         }
     }
 

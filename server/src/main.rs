@@ -1,6 +1,6 @@
 //! The `pawl` server binary on 127.0.0.1:8080 by default: the chat page at
-//! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast` and
-//! `/echo`.
+//! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast`,
+//! `/echo`, and `POST /publish` with `--publish-secret`.
 //!
 //! ```text
 //! cargo run --release -- --help
@@ -9,6 +9,8 @@
 
 mod broadcast;
 mod cli;
+mod publish;
+mod relay;
 mod workers;
 
 use std::process::ExitCode;
@@ -48,8 +50,14 @@ fn main() -> ExitCode {
 fn supervise(args: &Args) -> pawl::Result<()> {
     args.server_config()?;
     args.tls_config()?;
+    args.publish_secret()?;
     let (host, port) = args.host_port()?;
-    workers::supervise(&host, port, usize::from(args.workers))
+    // Without Redis, topics cross the workers through the supervisor.
+    let relay = match args.redis {
+        Some(_) => None,
+        None => Some(relay::start(args.max_message_size)?),
+    };
+    workers::supervise(&host, port, usize::from(args.workers), relay)
 }
 
 fn run(args: &Args) -> pawl::Result<()> {
@@ -67,9 +75,13 @@ fn run(args: &Args) -> pawl::Result<()> {
     if let Some(tls) = args.tls_config()? {
         app = app.tls(tls);
     }
-    if let Some(url) = &args.redis {
-        // Topics (/broadcast) span every process sharing this Redis.
-        app = app.broker(url);
+    if let Some(secret) = args.publish_secret()? {
+        app = publish::route(app, secret);
+    }
+    // Topics (/broadcast, /publish) span every process sharing this
+    // Redis, or, without one, the workers of this supervisor.
+    if let Some(url) = args.redis.clone().or_else(workers::relay_url) {
+        app = app.broker(&url);
     }
     let (app, _chat) = pawl_chat::setup::mount(
         app,

@@ -8,8 +8,10 @@
 //! (backing off when one keeps dying), and turns SIGTERM/SIGINT into a
 //! graceful stop of every worker, exiting 0 once all are gone.
 //!
-//! Workers share nothing: a message broadcast on one worker reaches only
-//! that worker's clients unless the chat runs with `--redis`.
+//! Workers share no memory. Topics (`/broadcast`, `POST /publish`) cross
+//! them through `--redis` when it is given, and otherwise through the
+//! supervisor's relay (`relay.rs`), whose address the workers get in
+//! their environment.
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -26,6 +28,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 const WORKER_ENV: &str = "PAWL_WORKER";
 /// Set in a worker's environment to the address to bind (port 0 resolved).
 const ADDR_ENV: &str = "PAWL_WORKER_ADDR";
+/// Set in a worker's environment to the supervisor's relay, when topics
+/// cross workers through it rather than through `--redis`.
+const RELAY_ENV: &str = "PAWL_WORKER_RELAY";
 
 /// How often the supervisor looks at its children and signals.
 const POLL: Duration = Duration::from_millis(50);
@@ -39,6 +44,12 @@ const HEALTHY_RUN: Duration = Duration::from_secs(10);
 /// The index of this process if it is a worker.
 pub fn worker_index() -> Option<usize> {
     std::env::var(WORKER_ENV).ok()?.parse().ok()
+}
+
+/// The supervisor's relay, if this is a worker of one that runs it.
+pub fn relay_url() -> Option<String> {
+    worker_index()?;
+    std::env::var(RELAY_ENV).ok()
 }
 
 /// The app for this process: a worker listens on its own `SO_REUSEPORT`
@@ -89,7 +100,8 @@ struct Slot {
 }
 
 /// Runs `count` workers until SIGTERM or SIGINT; `Ok` once all exited.
-pub fn supervise(host: &str, port: u16, count: usize) -> pawl::Result<()> {
+/// `relay` is the URL of the supervisor's relay for topics, if it runs one.
+pub fn supervise(host: &str, port: u16, count: usize, relay: Option<String>) -> pawl::Result<()> {
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| Error::Config(format!("cannot resolve {host}:{port}: {e}")))?
@@ -110,7 +122,11 @@ pub fn supervise(host: &str, port: u16, count: usize) -> pawl::Result<()> {
 
     let spawn = |index: usize| -> std::io::Result<Child> {
         use std::os::unix::process::CommandExt;
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Some(relay) = &relay {
+            command.env(RELAY_ENV, relay);
+        }
+        let child = command
             .args(&args)
             .env(WORKER_ENV, index.to_string())
             .env(ADDR_ENV, addr.to_string())

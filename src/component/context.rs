@@ -200,6 +200,16 @@ impl<'a, C> Context<'a, C> {
         )
     }
 
+    /// How many publishes made on this server reached only its own
+    /// subscribers, since it started, because the broker
+    /// ([`App::broker`](crate::App::broker)) could not reach Redis when
+    /// they were made: the cross-node loss of an at-most-once broker. 0
+    /// without a broker. (Another node's publish missed while this node's
+    /// Redis subscription was down is not seen here, and not counted.)
+    pub fn lost_publishes(&self) -> u64 {
+        self.net.broker.as_ref().map_or(0, |b| b.lost())
+    }
+
     /// How many connections of this server subscribe to `topic`.
     pub fn subscribers(&self, topic: &str) -> usize {
         self.net.topics.count(topic)

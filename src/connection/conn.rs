@@ -48,6 +48,11 @@ pub(crate) mod flag {
     pub(crate) const DEFLATE: u8 = 64;
     /// Messages at or above the compression threshold are sent compressed.
     pub(crate) const COMPRESS: u8 = 128;
+    /// In the handshake: a `POST` route's check admitted the request head,
+    /// so its body is being read. Shares its bit with [`DEFLATE`]: a POST
+    /// request is answered and never upgraded, and `DEFLATE` is set only
+    /// at an upgrade, so the two never meet on one connection.
+    pub(crate) const POST_ADMITTED: u8 = DEFLATE;
 }
 
 /// One client connection. Kept small: an idle connection holds no buffer.

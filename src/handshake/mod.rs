@@ -6,10 +6,13 @@
 //! rules for the upgrade headers, without building an `http::Request`;
 //! tungstenite derives the `Sec-WebSocket-Accept` key. This module adds
 //! routing, origins, subprotocols and the status codes a browser or proxy
-//! should see, and negotiates permessage-deflate ([`crate::deflate::offer`])
-//! in the route's compression mode.
+//! should see, reads the bounded body of a request to a `POST` route, and
+//! negotiates permessage-deflate ([`crate::deflate::offer`]) in the route's
+//! compression mode.
 
 mod upgrade;
+
+use std::ops::Range;
 
 use crate::deflate::Compression;
 use crate::deflate::offer::{self, Agreed};
@@ -36,17 +39,57 @@ pub(crate) enum Outcome {
     /// A complete HTTP response (a refusal or a page) was appended to the
     /// output; close once it is sent.
     Respond { status: u16 },
+    /// The head of a request to a `POST` route is in, its body is not, and
+    /// the route has not admitted it yet: the server asks the route's check
+    /// before any of the body is kept. `send_continue`: the client waits
+    /// for `100 Continue` before sending the body.
+    PostHead {
+        handler: usize,
+        request: Box<HttpRequest>,
+        send_continue: bool,
+    },
+    /// A complete request to a `POST` route: `input[body]` is its body.
+    /// Nothing was appended: the server calls the route's handler (after
+    /// its check, if the head did not come alone).
+    Post {
+        handler: usize,
+        request: Box<HttpRequest>,
+        body: Range<usize>,
+    },
+}
+
+/// The limits the handshake holds a request to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestLimits {
+    /// The request head (431 above it).
+    pub(crate) max_request: usize,
+    /// The body of a `POST` (413 above it).
+    pub(crate) max_body: usize,
+    /// The `POST` route's check has admitted this request's head already:
+    /// only the complete body is news.
+    pub(crate) post_admitted: bool,
+    /// The compression mode of WebSocket routes that have none of their own.
+    pub(crate) compression: Compression,
+}
+
+#[cfg(test)]
+impl RequestLimits {
+    fn compression(self, compression: Compression) -> Self {
+        RequestLimits {
+            compression,
+            ..self
+        }
+    }
 }
 
 /// Runs the handshake over `input`, appending any response to `out`.
-/// `compression` is the mode of routes that have none of their own.
 pub(crate) fn respond(
     input: &[u8],
     router: &Router,
-    max_request: usize,
-    compression: Compression,
+    limits: RequestLimits,
     out: &mut Vec<u8>,
 ) -> Outcome {
+    let max_request = limits.max_request;
     let refuse = |status: u16, why: &dyn std::fmt::Display, out: &mut Vec<u8>| {
         HttpResponse::text(status, format!("{why}\n")).write_to(out);
         Outcome::Respond { status }
@@ -65,18 +108,16 @@ pub(crate) fn respond(
         Ok(None) => return Outcome::Partial,
         Err(e) => return refuse(400, &format_args!("bad request: {e}"), out),
     };
-    if head.method != "GET" {
-        let mut response = HttpResponse::text(405, "only GET is served here\n");
-        response.headers.push(("Allow".into(), "GET".into()));
-        response.write_to(out);
-        return Outcome::Respond { status: 405 };
-    }
     let Some(target) = head.path_and_query() else {
         return refuse(400, &"bad request: invalid request target", out);
     };
     let http_request = HttpRequest::from_head(&target, head.headers);
     let (component, origins, protocols, compression) = match router.find(http_request.path()) {
+        Some(&Target::Post { handler }) => {
+            return post(&head, input, handler, http_request, limits, out);
+        }
         None => return refuse(404, &"no route for this path", out),
+        _ if head.method != "GET" => return method_not_allowed("GET", out),
         Some(Target::Http(handler)) => {
             let path = http_request.path();
             let what = format_args!("HTTP route {path}");
@@ -92,7 +133,12 @@ pub(crate) fn respond(
             origins,
             protocols,
             compression: own,
-        }) => (*component, origins, protocols, own.unwrap_or(compression)),
+        }) => (
+            *component,
+            origins,
+            protocols,
+            own.unwrap_or(limits.compression),
+        ),
     };
     let wants_upgrade = head
         .known
@@ -136,6 +182,87 @@ pub(crate) fn respond(
         }
         Err(refusal) => refuse(400, &format_args!("bad upgrade request: {refusal}"), out),
     }
+}
+
+fn method_not_allowed(allow: &str, out: &mut Vec<u8>) -> Outcome {
+    HttpResponse::text(405, format!("only {allow} is served here\n"))
+        .with_header("Allow", allow)
+        .write_to(out);
+    Outcome::Respond { status: 405 }
+}
+
+/// A request to a `POST` route: its body is read whole, up to `max_body`
+/// bytes, and only with a `Content-Length` (a chunked body is refused with
+/// 411 rather than read without a known end). The deadline is the
+/// handshake's: the connection stays in that phase until the body is in.
+fn post(
+    head: &Head<'_, '_>,
+    input: &[u8],
+    handler: usize,
+    request: HttpRequest,
+    limits: RequestLimits,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let max_body = limits.max_body;
+    let refuse = |status: u16, why: &str, out: &mut Vec<u8>| {
+        HttpResponse::text(status, format!("{why}\n")).write_to(out);
+        Outcome::Respond { status }
+    };
+    if head.method != "POST" {
+        return method_not_allowed("POST", out);
+    }
+    if head.headers_named("transfer-encoding").next().is_some() {
+        return refuse(
+            411,
+            "send the body with a Content-Length, not Transfer-Encoding",
+            out,
+        );
+    }
+    let mut lengths = head.headers_named("content-length");
+    let length = match (lengths.next(), lengths.next()) {
+        (None, _) => return refuse(411, "a Content-Length is required", out),
+        (Some(value), None) => parse_length(value),
+        (Some(_), Some(_)) => None,
+    };
+    let Some(length) = length else {
+        return refuse(400, "bad request: invalid Content-Length", out);
+    };
+    if length > max_body {
+        let why = format!("the body is {length} bytes; at most {max_body} are accepted");
+        return refuse(413, &why, out);
+    }
+    let end = head.len + length;
+    if input.len() < end {
+        if limits.post_admitted {
+            return Outcome::Partial;
+        }
+        // curl and others wait for `100 Continue` before sending a larger
+        // body; one that sent some of it already does not.
+        let send_continue = input.len() == head.len
+            && head
+                .headers_named("expect")
+                .any(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        return Outcome::PostHead {
+            handler,
+            request: Box::new(request),
+            send_continue,
+        };
+    }
+    Outcome::Post {
+        handler,
+        request: Box::new(request),
+        body: head.len..end,
+    }
+}
+
+/// A `Content-Length` value: decimal digits only (no sign, no spaces
+/// inside), and small enough to be a length.
+fn parse_length(value: &[u8]) -> Option<usize> {
+    let value = value.trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Answers a WebSocket upgrade request without a router, for a program
@@ -212,11 +339,19 @@ mod tests {
             "/",
             Target::Http(Rc::new(|_| HttpResponse::text(200, "page"))),
         );
+        router.insert("/publish", Target::Post { handler: 3 });
         router
     }
 
     const UPGRADE: &str = "GET /echo?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://good.example\r\n\r\n";
+
+    const LIMITS: RequestLimits = RequestLimits {
+        max_request: 8192,
+        max_body: 100,
+        post_admitted: false,
+        compression: Compression::Off,
+    };
 
     fn run(input: &str) -> (Outcome, String) {
         run_with(input, Compression::Off)
@@ -224,7 +359,12 @@ mod tests {
 
     fn run_with(input: &str, compression: Compression) -> (Outcome, String) {
         let mut out = Vec::new();
-        let outcome = respond(input.as_bytes(), &router(), 8192, compression, &mut out);
+        let outcome = respond(
+            input.as_bytes(),
+            &router(),
+            LIMITS.compression(compression),
+            &mut out,
+        );
         (outcome, String::from_utf8(out).expect("ascii response"))
     }
 
@@ -339,8 +479,95 @@ mod tests {
         expect_status(&UPGRADE.replace("Version: 13", "Version: 8"), 426);
         expect_status(&UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "short"), 400);
         expect_status("POST /echo HTTP/1.1\r\n\r\n", 405);
+        expect_status("POST /nope HTTP/1.1\r\n\r\n", 404);
         expect_status("\x16\x03\x01garbage\r\n\r\n", 400);
         expect_status("GET / HTTP/1.1\r\n\r\n", 200);
+    }
+
+    #[test]
+    fn a_post_body_is_read_whole_within_its_limit() {
+        let head = "POST /publish?topic=a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n";
+        let input = format!("{head}hello");
+        for cut in 0..head.len() {
+            assert!(
+                matches!(run(&input[..cut]).0, Outcome::Partial),
+                "cut {cut}"
+            );
+        }
+        for cut in head.len()..input.len() {
+            // Not admitted yet: the route's check is asked first.
+            let (outcome, out) = run(&input[..cut]);
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::PostHead {
+                        handler: 3,
+                        send_continue: false,
+                        ..
+                    }
+                ),
+                "cut {cut}: {outcome:?}"
+            );
+            assert!(out.is_empty());
+            // Admitted: nothing new until the body is whole.
+            let admitted = RequestLimits {
+                post_admitted: true,
+                ..LIMITS
+            };
+            let mut out = Vec::new();
+            let outcome = respond(&input.as_bytes()[..cut], &router(), admitted, &mut out);
+            assert!(
+                matches!(outcome, Outcome::Partial),
+                "cut {cut}: {outcome:?}"
+            );
+        }
+        let (outcome, out) = run(&format!("{input}trailing"));
+        let Outcome::Post {
+            handler,
+            request,
+            body,
+        } = outcome
+        else {
+            panic!("expected a post, got {outcome:?}");
+        };
+        assert_eq!((handler, &input[body]), (3, "hello"));
+        assert_eq!(request.query_param("topic").as_deref(), Some("a"));
+        assert!(out.is_empty());
+
+        let expecting = head.replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n");
+        let (outcome, _) = run(&expecting);
+        assert!(matches!(
+            outcome,
+            Outcome::PostHead {
+                send_continue: true,
+                ..
+            }
+        ));
+        let (outcome, _) = run(&format!("{expecting}he"));
+        assert!(
+            matches!(
+                outcome,
+                Outcome::PostHead {
+                    send_continue: false,
+                    ..
+                }
+            ),
+            "the body is coming already"
+        );
+    }
+
+    #[test]
+    fn post_refusals() {
+        let post = |headers: &str| format!("POST /publish HTTP/1.1\r\nHost: h\r\n{headers}\r\n");
+        expect_status(&post(""), 411);
+        expect_status(&post("Transfer-Encoding: chunked\r\n"), 411);
+        expect_status(&post("Content-Length: 101\r\n"), 413);
+        expect_status(&post("Content-Length: 99999999999999999999999\r\n"), 400);
+        expect_status(&post("Content-Length: -1\r\n"), 400);
+        expect_status(&post("Content-Length: 1\r\nContent-Length: 1\r\n"), 400);
+        expect_status("GET /publish HTTP/1.1\r\nHost: h\r\n\r\n", 405);
+        let (_, out) = run("PUT /publish HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(out.contains("Allow: POST\r\n"), "{out}");
     }
 
     #[test]

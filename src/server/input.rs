@@ -10,7 +10,8 @@ use crate::connection::{ConnId, Connection, Phase, RETAINED_BUFFER, flag, lend_o
 use crate::deflate::codec::InflateError;
 use crate::frame::decode::{Incoming, Limits};
 use crate::frame::{Violation, close_code, encode, utf8};
-use crate::handshake::{self, Outcome};
+use crate::handshake::{self, Outcome, RequestLimits};
+use crate::http::{HttpRequest, HttpResponse};
 use crate::message::Message;
 use crate::reactor::LoopHandle;
 
@@ -80,8 +81,13 @@ impl ServerCore {
     }
 
     fn handshake_input(&mut self, lp: &mut LoopHandle, key: u32, n: usize) {
-        let max_request = self.net.config.max_request_size;
         let conn = &mut self.net.conns[key as usize];
+        let limits = RequestLimits {
+            max_request: self.net.config.max_request_size,
+            max_body: self.net.config.max_message(),
+            post_admitted: conn.has(flag::POST_ADMITTED),
+            compression: self.net.config.compression,
+        };
         lend_out(&mut self.net.spare_out, conn);
         // A request that arrives whole in one read (nearly all of them) is
         // parsed where it was read; only one split across reads is copied.
@@ -94,9 +100,7 @@ impl ServerCore {
         } else {
             &conn.input
         };
-        let compression = self.net.config.compression;
-        let outcome =
-            handshake::respond(input, &self.router, max_request, compression, &mut conn.out);
+        let outcome = handshake::respond(input, &self.router, limits, &mut conn.out);
         match outcome {
             Outcome::Partial => {
                 if in_place {
@@ -107,6 +111,50 @@ impl ServerCore {
                 if conn.out.is_empty() && conn.out.capacity() > 0 {
                     self.net.spare_out = std::mem::take(&mut conn.out);
                 }
+            }
+            Outcome::PostHead {
+                handler,
+                request,
+                send_continue,
+            } => {
+                if let Some(refusal) = self.check_post(handler, &request) {
+                    return self.answer_post(key, &request, &refusal);
+                }
+                let conn = &mut self.net.conns[key as usize];
+                conn.flags |= flag::POST_ADMITTED;
+                if in_place {
+                    conn.input.extend_from_slice(&self.read_buf[..n]);
+                }
+                if send_continue {
+                    conn.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    self.net.mark_dirty(key);
+                } else if conn.out.is_empty() && conn.out.capacity() > 0 {
+                    self.net.spare_out = std::mem::take(&mut conn.out);
+                }
+            }
+            Outcome::Post {
+                handler,
+                request,
+                body,
+            } => {
+                // Head and body came together: the check comes first all
+                // the same.
+                if !conn.has(flag::POST_ADMITTED)
+                    && let Some(refusal) = self.check_post(handler, &request)
+                {
+                    return self.answer_post(key, &request, &refusal);
+                }
+                let conn = &mut self.net.conns[key as usize];
+                let held = std::mem::take(&mut conn.input);
+                let read_buf = std::mem::take(&mut self.read_buf);
+                let bytes = if in_place {
+                    &read_buf[body]
+                } else {
+                    &held[body]
+                };
+                let response = self.call_post(lp, handler, &request, bytes);
+                self.read_buf = read_buf;
+                self.answer_post(key, &request, &response);
             }
             Outcome::Respond { status } => {
                 debug!("#{} from {}: HTTP {status}", conn.generation, conn.peer);
@@ -171,6 +219,26 @@ impl ServerCore {
                 }
             }
         }
+    }
+
+    /// Sends the answer to a `POST` and closes once it is out.
+    fn answer_post(&mut self, key: u32, request: &HttpRequest, response: &HttpResponse) {
+        let Some(conn) = self.net.conns.get_mut(key as usize) else {
+            return;
+        };
+        debug!(
+            "#{} from {}: HTTP {} (POST {})",
+            conn.generation,
+            conn.peer,
+            response.status,
+            request.path()
+        );
+        lend_out(&mut self.net.spare_out, conn);
+        response.write_to(&mut conn.out);
+        conn.phase = Phase::Flushing;
+        conn.since = self.net.now;
+        conn.input = Vec::new();
+        self.net.mark_dirty(key);
     }
 
     /// Decodes and dispatches frames: the bytes just read into the shared

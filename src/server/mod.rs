@@ -27,12 +27,14 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 
 use crate::close::CloseReason;
+use crate::component::Context;
 use crate::config::ServerConfig;
 use crate::connection::{ConnId, Net, Pending, flag};
 use crate::error::{Error, Result};
 use crate::frame::close_code;
-use crate::guard::Panicked;
+use crate::guard::{self, Panicked};
 use crate::handles::{AppId, Server};
+use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::{Handler, LoopHandle, PostAction, SourceKey, sub_key};
 use crate::router::Router;
 use crate::topics::{Broker, Deliver};
@@ -56,10 +58,25 @@ const READ_BUDGET: usize = 1 << 20;
 /// How many flush/callback rounds one tick runs before yielding to the poll.
 const MAX_SETTLE_ROUNDS: usize = 16;
 
+/// A `POST` route's check of a request head: `Some` refuses it.
+pub(crate) type PostCheck = Box<dyn FnMut(&HttpRequest) -> Option<HttpResponse>>;
+
+/// A `POST` route's handler of a whole request.
+pub(crate) type PostHandler = Box<dyn FnMut(&mut Context<'_>, &HttpRequest, &[u8]) -> HttpResponse>;
+
+/// A `POST` route ([`App::post_checked`](crate::App::post_checked)): its
+/// check of the request head, then its handler of the whole request.
+pub(crate) struct PostRoute {
+    pub(crate) check: PostCheck,
+    pub(crate) handle: PostHandler,
+}
+
 /// A server's state. The loop owns it and lends it to each dispatch.
 pub(crate) struct ServerCore {
     net: Net,
     routes: Vec<Box<dyn Endpoint>>,
+    /// The `POST` routes, by the index their route names.
+    posts: Vec<PostRoute>,
     router: Router,
     read_buf: Box<[u8]>,
     acceptor: Acceptor,
@@ -78,6 +95,7 @@ pub(crate) struct Setup {
     pub(crate) listener: TcpListener,
     pub(crate) router: Router,
     pub(crate) routes: Vec<Box<dyn Endpoint>>,
+    pub(crate) posts: Vec<PostRoute>,
     pub(crate) config: ServerConfig,
     /// Set for `wss://`.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
@@ -93,6 +111,7 @@ impl ServerCore {
             mut listener,
             router,
             routes,
+            posts,
             config,
             tls,
             app,
@@ -116,6 +135,7 @@ impl ServerCore {
             Ok(ServerCore {
                 net,
                 routes,
+                posts,
                 router,
                 read_buf: vec![0; READ_BUFFER].into_boxed_slice(),
                 acceptor: Acceptor::new(listener, tls),
@@ -182,6 +202,36 @@ impl ServerCore {
             key,
             f,
         );
+    }
+
+    /// Calls `POST` route `handler` with a context on the whole server; a
+    /// panic is logged and answered with 500.
+    fn call_post(
+        &mut self,
+        lp: &mut LoopHandle,
+        handler: usize,
+        request: &HttpRequest,
+        body: &[u8],
+    ) -> HttpResponse {
+        let Some(route) = self.posts.get_mut(handler) else {
+            return HttpResponse::text(404, "no route for this path\n");
+        };
+        let server = self.server;
+        let mut ctx = Context::new(&mut self.net, lp, server, None);
+        let what = format_args!("HTTP route POST {}", request.path());
+        guard::call(&what, || (route.handle)(&mut ctx, request, body))
+            .unwrap_or_else(|_| HttpResponse::text(500, "internal server error\n"))
+    }
+
+    /// Asks `POST` route `handler` whether to read the body of `request`:
+    /// `Some` refuses it with that response (500 if the check panics).
+    fn check_post(&mut self, handler: usize, request: &HttpRequest) -> Option<HttpResponse> {
+        let Some(route) = self.posts.get_mut(handler) else {
+            return Some(HttpResponse::text(404, "no route for this path\n"));
+        };
+        let what = format_args!("HTTP route POST {} (its check)", request.path());
+        guard::call(&what, || (route.check)(request))
+            .unwrap_or_else(|_| Some(HttpResponse::text(500, "internal server error\n")))
     }
 
     /// Drops doomed connections and delivers owed callbacks until none are

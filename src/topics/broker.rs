@@ -17,7 +17,7 @@ use log::{info, warn};
 
 use crate::message::Message;
 use crate::reactor::LoopHandle;
-use crate::redis::{RedisClient, RedisConfig, RedisError, RedisSubscriber};
+use crate::redis::{RedisClient, RedisConfig, RedisError, RedisSubscriber, RedisUrl};
 
 /// Delivers a message from another node to this node's subscribers.
 pub(crate) type Deliver = Rc<dyn Fn(&mut LoopHandle, &str, Message<'_>)>;
@@ -25,6 +25,11 @@ pub(crate) type Deliver = Rc<dyn Fn(&mut LoopHandle, &str, Message<'_>)>;
 /// The channel of a topic.
 fn channel(topic: &str) -> String {
     format!("pawl:topic:{topic}")
+}
+
+/// `url` for the log: `host:port` only, so a password never gets there.
+fn shown(url: &str) -> String {
+    RedisUrl::parse(url).map_or_else(|_| "?".to_owned(), |u| format!("{}:{}", u.host, u.port))
 }
 
 /// A node id: 16 lowercase hex digits, from the kernel's randomness.
@@ -82,6 +87,8 @@ pub(crate) struct Broker {
     deliver: Deliver,
     /// Publishes that reached only this node during the current outage.
     lost: Rc<Cell<u64>>,
+    /// Publishes that reached only this node since the broker started.
+    lost_total: Cell<u64>,
 }
 
 impl Broker {
@@ -108,7 +115,8 @@ impl Broker {
         });
         let node = node_id();
         info!(
-            "topics across nodes through redis at {url}; this node is {}",
+            "topics across nodes through redis at {}; this node is {}",
+            shown(url),
             String::from_utf8_lossy(&node)
         );
         Ok(Broker {
@@ -117,6 +125,7 @@ impl Broker {
             subscriber,
             deliver,
             lost,
+            lost_total: Cell::new(0),
         })
     }
 
@@ -148,6 +157,7 @@ impl Broker {
                 );
             }
             self.lost.set(self.lost.get() + 1);
+            self.lost_total.set(self.lost_total.get() + 1);
             return;
         }
         let payload = encode(&self.node, message);
@@ -156,12 +166,20 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Publishes that reached only this node, since the broker started,
+    /// because Redis was unreachable when they were made.
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost_total.get()
+    }
+}
+
 impl fmt::Debug for Broker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Broker")
             .field("node", &String::from_utf8_lossy(&self.node))
             .field("connected", &self.client.is_connected())
-            .field("lost", &self.lost.get())
+            .field("lost", &self.lost_total.get())
             .finish()
     }
 }

@@ -8,6 +8,10 @@
 //! `echoed`, prints `got SEQ NS` once every one of its connections has
 //! broadcast message SEQ (NS: CLOCK_MONOTONIC of the last arrival), and
 //! answers `quit` with `closed` after a clean close of every connection.
+//! With several publishers (`--publishers`), `got` lines are about the
+//! first publisher's messages; `expect N` asks for `done NS` once every
+//! connection has N messages in all (NS: the last arrival), and more than
+//! N is an error.
 //! A worker that fails prints `error ...` and exits non-zero.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +24,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::conn::{Event, Phase, WsConn};
+use crate::tally::Tally;
 use crate::wire::{OP_TEXT, Payloads};
 use crate::{Error, Target, procfs};
 
@@ -45,12 +50,15 @@ pub struct WorkerArgs {
     /// Seconds allowed for opening all connections.
     #[arg(long, default_value_t = 120)]
     pub open_secs: u64,
+    /// Publishers whose messages arrive (see `tally.rs`).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
 }
 
 struct Member {
     conn: WsConn,
-    /// Next broadcast sequence number expected, or echo reply pending.
-    next: u64,
+    /// What arrived from each publisher.
+    tally: Tally,
 }
 
 pub fn worker(args: &WorkerArgs) -> Result<(), Error> {
@@ -81,6 +89,10 @@ fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
     let mut arrivals: Vec<(usize, u64)> = Vec::new();
     let mut echoing: Option<usize> = None;
     let mut closing = false;
+    // `expect N`: messages every member must get; members that have them.
+    let mut expected: Option<u64> = None;
+    let mut complete = 0;
+    let mut last_arrival = 0;
     let open_deadline = Instant::now() + Duration::from_secs(args.open_secs);
     let mut close_deadline = None;
 
@@ -96,7 +108,10 @@ fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
                 &path,
                 id as u64,
             )?;
-            members.push(Member { conn, next: 0 });
+            members.push(Member {
+                conn,
+                tally: Tally::new(args.publishers),
+            });
         }
         if upgraded < args.conns && Instant::now() > open_deadline {
             return Err(Error::Timeout(format!(
@@ -124,6 +139,22 @@ fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
                             }
                             echoing = Some(members.len());
                         }
+                        command if command.starts_with("expect ") => {
+                            let n: u64 = command["expect ".len()..]
+                                .parse()
+                                .map_err(|_| Error::Usage(format!("bad {command:?}")))?;
+                            if let Some(m) = members.iter().find(|m| m.tally.total > n) {
+                                return Err(Error::Check(format!(
+                                    "a connection got {} messages, {n} were sent",
+                                    m.tally.total
+                                )));
+                            }
+                            complete = members.iter().filter(|m| m.tally.total == n).count();
+                            expected = Some(n);
+                            if complete == args.conns {
+                                println!("done {last_arrival}");
+                            }
+                        }
                         "quit" => {
                             for m in members.iter_mut() {
                                 m.conn.close();
@@ -141,7 +172,7 @@ fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
             let id = (args.first_id + i) as u32;
             let member = &mut members[i];
             let was_open = member.conn.phase() == Phase::Open;
-            let next = &mut member.next;
+            let tally = &mut member.tally;
             member.conn.ready(&mut scratch, &mut |ev, _| match ev {
                 Event::Upgraded => Ok(()),
                 Event::Message(_, got) if echoing.is_some() && path != "/chat" => {
@@ -152,15 +183,30 @@ fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
                     Ok(())
                 }
                 Event::Message(op, got) => {
-                    if op != OP_TEXT || !payloads.matches(SENDER, *next, got) {
-                        return Err(Error::Check(format!(
-                            "connection {id}: message is not broadcast {} ({} bytes)",
-                            *next,
-                            got.len()
-                        )));
+                    if op != OP_TEXT {
+                        return Err(Error::Check(format!("connection {id}: not text")));
                     }
-                    let seq = *next as usize;
-                    *next += 1;
+                    let (publisher, seq) = tally
+                        .check(&payloads, got)
+                        .map_err(|e| Error::Check(format!("connection {id}: {e}")))?;
+                    if let Some(n) = expected {
+                        last_arrival = procfs::monotonic_ns();
+                        if tally.total > n {
+                            return Err(Error::Check(format!(
+                                "connection {id}: more than the {n} messages sent"
+                            )));
+                        }
+                        if tally.total == n {
+                            complete += 1;
+                            if complete == args.conns {
+                                println!("done {last_arrival}");
+                            }
+                        }
+                    }
+                    if publisher != 0 {
+                        return Ok(());
+                    }
+                    let seq = seq as usize;
                     if arrivals.len() <= seq {
                         arrivals.resize(seq + 1, (0, 0));
                     }
@@ -236,6 +282,18 @@ impl Fleet {
         size: usize,
         first_id: usize,
     ) -> Result<Fleet, Error> {
+        Fleet::spawn_for(target, conns, per_process, size, first_id, 1)
+    }
+
+    /// Like [`Fleet::spawn`], with messages from `publishers` publishers.
+    pub fn spawn_for(
+        target: &Target,
+        conns: usize,
+        per_process: usize,
+        size: usize,
+        first_id: usize,
+        publishers: usize,
+    ) -> Result<Fleet, Error> {
         let procs = conns.div_ceil(per_process.max(1)).max(1);
         let exe = std::env::current_exe()?;
         let (tx, lines) = mpsc::channel();
@@ -259,6 +317,7 @@ impl Fleet {
                     &first.to_string(),
                 ])
                 .args(["--size", &size.to_string()])
+                .args(["--publishers", &publishers.to_string()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped());
             let mut child = command.spawn()?;

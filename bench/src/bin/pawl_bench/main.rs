@@ -6,6 +6,7 @@
 //! cargo run --release -p pawl-bench --bin pawl_bench -- idle --url ws://127.0.0.1:9001/echo --conns 19000 --pid PID
 //! cargo run --release -p pawl-bench --bin pawl_bench -- handshakes --url ws://127.0.0.1:9001/echo --pid PID
 //! cargo run --release -p pawl-bench --bin pawl_bench -- broadcast --url ws://127.0.0.1:9001/chat --conns 19000 --pid PID
+//! cargo run --release -p pawl-bench --bin pawl_bench -- publish --url ws://127.0.0.1:9001/broadcast?topic=t --worker-pid PID
 //! ```
 //!
 //! Each run prints its figures on stderr and one `RESULT key=value ...` line
@@ -21,6 +22,8 @@ mod fleet;
 mod handshakes;
 mod idle;
 mod procfs;
+mod publish;
+mod tally;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -64,6 +67,9 @@ enum Command {
     Handshakes(handshakes::Args),
     /// One message to N connections: time until the last one has it.
     Broadcast(broadcast::Args),
+    /// A topic's publishers and N subscribers, over one server or workers:
+    /// latency and sustained messages/s.
+    Publish(publish::Args),
     /// A child process holding part of the connections (used by idle and
     /// broadcast; speaks line commands on stdin/stdout).
     #[command(hide = true)]
@@ -123,6 +129,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo::run(&args),
         Command::Handshakes(args) => handshakes::run(&args),
         Command::Broadcast(args) => broadcast::run(&args),
+        Command::Publish(args) => publish::run(&args),
         Command::Worker(args) => fleet::worker(&args),
     };
     match result {

@@ -170,6 +170,12 @@ impl Payloads {
     }
 }
 
+/// The connection id a payload is tagged with, if it carries all of it.
+pub fn conn_of(got: &[u8]) -> Option<u32> {
+    let hex = std::str::from_utf8(got.get(..8)?).ok()?;
+    u32::from_str_radix(hex, 16).ok()
+}
+
 fn tag(conn: u32, seq: u64) -> [u8; TAG] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut tag = [b':'; TAG];
