@@ -169,14 +169,12 @@ fn a_stale_id_reaches_nothing() {
     assert!(net.dirty.is_empty());
 }
 
-/// A table with `count` open connections that agreed to permessage-deflate
-/// as `agreed` says, each with room for anything.
-fn deflate_connections(count: usize, agreed: &[u8]) -> (Net, Vec<ConnId>) {
-    let config = ServerConfig::default().compression(crate::Compression::Shared);
-    let (mut net, first) = open_connection(usize::MAX, config.clone());
+/// A table with `count` open connections whose peers take `room` bytes.
+fn open_connections(count: usize, room: usize, config: ServerConfig) -> (Net, Vec<ConnId>) {
+    let (mut net, first) = open_connection(room, config.clone());
     let mut ids = vec![first];
     for _ in 1..count {
-        let (other, id) = open_connection(usize::MAX, config.clone());
+        let (other, id) = open_connection(room, config.clone());
         let conn = other.conns.into_iter().next().expect("one").1;
         let key = net.conns.insert(conn) as u32;
         ids.push(ConnId {
@@ -184,11 +182,14 @@ fn deflate_connections(count: usize, agreed: &[u8]) -> (Net, Vec<ConnId>) {
             generation: id.generation,
         });
     }
-    let mode = if agreed == b"dedicated" {
-        crate::Compression::dedicated()
-    } else {
-        crate::Compression::Shared
-    };
+    (net, ids)
+}
+
+/// A table with `count` open connections that agreed to permessage-deflate
+/// in `mode`, each with room for anything.
+fn deflate_connections(count: usize, mode: crate::Compression) -> (Net, Vec<ConnId>) {
+    let config = ServerConfig::default().compression(mode);
+    let (mut net, ids) = open_connections(count, usize::MAX, config);
     let agreed =
         crate::deflate::offer::negotiate([&b"permessage-deflate"[..]], mode).expect("accepted");
     for id in &ids {
@@ -201,7 +202,7 @@ fn deflate_connections(count: usize, agreed: &[u8]) -> (Net, Vec<ConnId>) {
 #[test]
 fn a_fan_out_is_compressed_once_in_shared_mode_and_per_connection_in_dedicated() {
     let text = "{\"type\":\"message\",\"text\":\"hello hello hello hello\"}".repeat(10);
-    let (mut net, ids) = deflate_connections(5, b"shared");
+    let (mut net, ids) = deflate_connections(5, crate::Compression::Shared);
     let message = crate::Message::Text(&text);
     assert_eq!(net.fan_out(ids.iter().copied(), message), 5);
     assert_eq!(net.codecs.messages_deflated, 1);
@@ -223,14 +224,14 @@ fn a_fan_out_is_compressed_once_in_shared_mode_and_per_connection_in_dedicated()
     net.fan_out(ids.iter().copied(), crate::Message::Text("short"));
     assert_eq!(net.codecs.messages_deflated, 2);
 
-    let (mut net, ids) = deflate_connections(3, b"dedicated");
+    let (mut net, ids) = deflate_connections(3, crate::Compression::dedicated());
     net.fan_out(ids.iter().copied(), message);
     assert_eq!(net.codecs.messages_deflated, 3);
 }
 
 #[test]
 fn a_stale_id_does_not_touch_the_compressor_of_the_connection_in_its_slot() {
-    let (mut net, ids) = deflate_connections(1, b"dedicated");
+    let (mut net, ids) = deflate_connections(1, crate::Compression::dedicated());
     let stale = ConnId {
         generation: ids[0].generation.wrapping_add(1),
         ..ids[0]
@@ -250,17 +251,8 @@ fn a_broadcast_holds_its_frame_once_however_many_do_not_read() {
         max_backpressure: 1 << 20,
         ..ServerConfig::default()
     };
-    let (mut net, first) = open_connection(0, config.clone());
-    let mut ids = vec![first];
-    for _ in 1..20 {
-        let (other, id) = open_connection(0, config.clone());
-        let conn = other.conns.into_iter().next().expect("one").1;
-        let key = net.conns.insert(conn) as u32;
-        ids.push(ConnId {
-            key,
-            generation: id.generation,
-        });
-    }
+    let (mut net, ids) = open_connections(20, 0, config);
+    let first = ids[0];
     let message = vec![7u8; 64 << 10];
     for _ in 0..10 {
         assert_eq!(
@@ -294,17 +286,7 @@ fn past_the_budget_the_connections_holding_the_most_are_closed_first() {
         unsent_budget: 1 << 20,
         ..ServerConfig::default()
     };
-    let (mut net, first) = open_connection(0, config.clone());
-    let mut ids = vec![first];
-    for _ in 1..4 {
-        let (other, id) = open_connection(0, config.clone());
-        let conn = other.conns.into_iter().next().expect("one").1;
-        let key = net.conns.insert(conn) as u32;
-        ids.push(ConnId {
-            key,
-            generation: id.generation,
-        });
-    }
+    let (mut net, ids) = open_connections(4, 0, config);
     // Each holds its own: 100 KB, 200 KB, 300 KB, then 600 KB crosses 1 MiB.
     for (i, id) in ids.iter().enumerate().take(3) {
         let status = net.send_message(*id, false, &vec![1; (i + 1) * 100_000]);
