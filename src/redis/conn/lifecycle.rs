@@ -235,7 +235,7 @@ impl Inner {
         {
             reactor.cancel_timer(timer);
         }
-        self.rbuf = Vec::new();
+        self.input.clear();
         let written = self.out_base + self.out_pos as u64;
         let mut resend = Vec::new();
         let mut failed = 0usize;

@@ -17,7 +17,8 @@
 //!   tick hook) and running the collected callbacks.
 //! - `lifecycle.rs`: connect, `AUTH`/`SELECT`, ready, the bounded queue,
 //!   and what happens to each command when a connection ends.
-//! - `socket.rs`: reading and parsing replies, writing the output buffer.
+//! - `socket.rs`: reading replies, writing the output buffer.
+//! - `input.rs`: the bytes read and the decoder that resumes over them.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -31,14 +32,17 @@ use log::{debug, warn};
 use mio::event::Event;
 use mio::net::TcpStream;
 
-use super::resp::{Parser, encode_command};
+use super::resp::encode_command;
 use super::subscriber::MessageCallback;
 use super::{RedisConfig, RedisError, RedisUrl, Value};
 use crate::guard;
 use crate::reactor::{Handle, LoopHandle, PostAction, SourceId, TimerId, sub_key};
 
+mod input;
 mod lifecycle;
 mod socket;
+
+use input::Input;
 
 /// A command's reply callback.
 pub(crate) type Callback = Box<dyn FnOnce(&mut LoopHandle, Result<Value, RedisError>)>;
@@ -85,8 +89,6 @@ impl Subscriptions {
     }
 }
 
-/// A read chunk; also the most read per `read` call.
-const READ_CHUNK: usize = 64 * 1024;
 /// Most reads per readiness event before yielding to the rest of the loop.
 const READ_BUDGET: usize = 64;
 /// Written output is dropped from the buffer's front once this much of it
@@ -187,7 +189,6 @@ struct Inner {
     addrs: Vec<SocketAddr>,
     next_addr: usize,
     config: RedisConfig,
-    parser: Parser,
     handle: Handle,
     handler: SourceId,
     kind: Kind,
@@ -196,7 +197,8 @@ struct Inner {
     /// Sub-token of the current stream, so events of an old one are ignored.
     generation: u32,
     writable_interest: bool,
-    rbuf: Vec<u8>,
+    /// Bytes read and not yet decoded.
+    input: Input,
     out: Vec<u8>,
     out_pos: usize,
     /// Absolute stream offset of `out[0]`.
@@ -268,7 +270,6 @@ impl Conn {
                     next_addr: 0,
                     backoff: config.reconnect_min,
                     config,
-                    parser: Parser::default(),
                     handle: reactor.handle(),
                     handler,
                     kind,
@@ -276,7 +277,7 @@ impl Conn {
                     stream: None,
                     generation: 0,
                     writable_interest: false,
-                    rbuf: Vec::new(),
+                    input: Input::default(),
                     out: Vec::new(),
                     out_pos: 0,
                     out_base: 0,

@@ -1,14 +1,12 @@
 //! Socket I/O of a connection: connect completion, reading and parsing
 //! replies, writing the output buffer.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use log::{trace, warn};
 use mio::Interest;
 
-use super::{
-    COMPACT_AT, Delivery, Inner, Kind, Lost, READ_BUDGET, READ_CHUNK, Reply, ReplyTo, State, push,
-};
+use super::{COMPACT_AT, Delivery, Inner, Kind, Lost, READ_BUDGET, Reply, ReplyTo, State, push};
 use crate::reactor::LoopHandle;
 use crate::redis::{RedisError, Value};
 
@@ -59,12 +57,7 @@ impl Inner {
             let Some(stream) = self.stream.as_mut() else {
                 return Ok(());
             };
-            let start = self.rbuf.len();
-            self.rbuf.resize(start + READ_CHUNK, 0);
-            let result = stream.read(&mut self.rbuf[start..]);
-            let n = *result.as_ref().unwrap_or(&0);
-            self.rbuf.truncate(start + n);
-            match result {
+            match self.input.read_from(stream) {
                 Ok(0) => return Err(Lost::Eof),
                 Ok(_) => self.parse_replies(reactor, deliveries)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -93,22 +86,16 @@ impl Inner {
         reactor: &mut LoopHandle,
         deliveries: &mut Vec<Delivery>,
     ) -> Result<(), Lost> {
-        let mut used = 0;
-        let result = loop {
-            match self.parser.parse(&self.rbuf[used..]) {
-                Ok(Some((value, n))) => {
-                    used += n;
+        loop {
+            match self.input.next_reply() {
+                Ok(Some(value)) => {
                     trace!("redis {}: reply {value:?}", self.peer);
-                    if let Err(lost) = self.on_reply(value, reactor, deliveries) {
-                        break Err(lost);
-                    }
+                    self.on_reply(value, reactor, deliveries)?;
                 }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(Lost::Protocol(e.to_string())),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Lost::Protocol(e.to_string())),
             }
-        };
-        self.rbuf.drain(..used);
-        result
+        }
     }
 
     pub(super) fn on_reply(
