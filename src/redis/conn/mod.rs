@@ -119,6 +119,9 @@ struct InFlight {
     end: u64,
     /// When it was handed to the output buffer.
     sent_at: Instant,
+    /// Whether it may be sent again if the connection breaks before its
+    /// reply (the caller said it is idempotent).
+    replay: bool,
 }
 
 enum Reply {
@@ -131,6 +134,8 @@ enum Reply {
 struct Queued {
     bytes: Vec<u8>,
     reply: ReplyTo,
+    /// See [`InFlight::replay`].
+    replay: bool,
 }
 
 /// A callback to run once the state is no longer borrowed.
@@ -158,7 +163,7 @@ impl fmt::Display for Lost {
             Lost::Io(e) => write!(f, "I/O error: {e}"),
             Lost::Eof => f.write_str("closed by the server"),
             Lost::Protocol(e) => write!(f, "protocol error: {e}"),
-            Lost::Timeout => f.write_str("no reply within the command timeout"),
+            Lost::Timeout => f.write_str("no reply within the command timeout: a stall"),
             Lost::ConnectTimeout => f.write_str("connect timed out"),
             Lost::Handshake(e) => write!(f, "AUTH/SELECT refused: {e}"),
             Lost::Closed => f.write_str("closed by the client"),
@@ -204,6 +209,12 @@ struct Inner {
     /// Absolute stream offset of `out[0]`.
     out_base: u64,
     in_flight: VecDeque<InFlight>,
+    /// The `start` of every replayable command in `in_flight`, in order:
+    /// their bytes are kept in `out` until their replies arrive.
+    replay_starts: VecDeque<u64>,
+    /// The last time bytes came from Redis: the command timeout counts
+    /// silence, so a large reply still arriving is not cut off.
+    last_read: Instant,
     queue: VecDeque<Queued>,
     /// Failures to report at the end of the turn (overflow, closed).
     failed: Vec<(Callback, RedisError)>,
@@ -282,6 +293,8 @@ impl Conn {
                     out_pos: 0,
                     out_base: 0,
                     in_flight: VecDeque::new(),
+                    replay_starts: VecDeque::new(),
+                    last_read: Instant::now(),
                     queue: VecDeque::new(),
                     failed: Vec::new(),
                     reconnect_timer: None,
@@ -309,26 +322,27 @@ impl Conn {
     }
 
     /// Queues or buffers a command; never runs a callback.
-    pub(crate) fn command(&self, args: &[&[u8]], reply: ReplyTo) {
+    /// `replay`: the caller says the command is idempotent, so it may be
+    /// sent again after a connection broke before its reply.
+    pub(crate) fn command(&self, args: &[&[u8]], reply: ReplyTo, replay: bool) {
         let mut inner = self.inner.borrow_mut();
+        let replay = replay || inner.config.retry_in_flight;
         match inner.state {
             State::Ready => {
                 let inner = &mut *inner;
                 let start = inner.out_base + inner.out.len() as u64;
                 encode_command(&mut inner.out, args);
-                let end = inner.out_base + inner.out.len() as u64;
-                inner.in_flight.push_back(InFlight {
-                    reply: Reply::User(reply),
-                    start,
-                    end,
-                    sent_at: Instant::now(),
-                });
+                inner.push_in_flight(Reply::User(reply), start, replay, Instant::now());
             }
             State::Closed => inner.fail_later(reply, RedisError::Closed),
             State::Waiting | State::Connecting | State::Handshaking => {
                 let mut bytes = Vec::new();
                 encode_command(&mut bytes, args);
-                inner.enqueue(Queued { bytes, reply });
+                inner.enqueue(Queued {
+                    bytes,
+                    reply,
+                    replay,
+                });
             }
         }
         inner.wake();
@@ -482,7 +496,9 @@ impl Conn {
                 Timer::Command => {
                     inner.command_timer = None;
                     let expired = match (inner.config.command_timeout, inner.in_flight.front()) {
-                        (Some(timeout), Some(oldest)) => oldest.sent_at + timeout <= Instant::now(),
+                        (Some(timeout), Some(oldest)) => {
+                            oldest.sent_at.max(inner.last_read) + timeout <= Instant::now()
+                        }
                         _ => false,
                     };
                     if expired {

@@ -2,6 +2,7 @@
 //! replies, writing the output buffer.
 
 use std::io::{self, Write};
+use std::time::Instant;
 
 use log::{trace, warn};
 use mio::Interest;
@@ -16,7 +17,7 @@ impl Inner {
         if self.state == State::Connecting {
             match self.check_connected() {
                 Ok(false) => return,
-                Ok(true) => self.connected(reactor, deliveries),
+                Ok(true) => self.connected(),
                 Err(e) => return self.disconnect(reactor, Lost::Io(e), deliveries),
             }
         }
@@ -59,7 +60,10 @@ impl Inner {
             };
             match self.input.read_from(stream) {
                 Ok(0) => return Err(Lost::Eof),
-                Ok(_) => self.parse_replies(reactor, deliveries)?,
+                Ok(_) => {
+                    self.last_read = Instant::now();
+                    self.parse_replies(reactor, deliveries)?;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Lost::Io(e)),
@@ -116,6 +120,9 @@ impl Inner {
         let Some(command) = self.in_flight.pop_front() else {
             return Ok(());
         };
+        if command.replay {
+            self.replay_starts.pop_front();
+        }
         match command.reply {
             Reply::Handshake(what) => {
                 if let Value::Error(e) = value {
@@ -186,16 +193,16 @@ impl Inner {
 
     /// The absolute offset from which output must be kept because it may
     /// have to be sent again after a reconnect: the first command not fully
-    /// written, or with `retry_in_flight` the oldest one without a reply.
+    /// written, or the oldest replayable one without a reply.
     pub(super) fn keep_from(&self) -> u64 {
         let written = self.out_base + self.out_pos as u64;
-        let first = if self.config.retry_in_flight {
-            self.in_flight.front()
-        } else {
-            let first_partial = self.in_flight.partition_point(|c| c.end <= written);
-            self.in_flight.get(first_partial)
-        };
-        first.map_or(written, |c| c.start.min(written))
+        let first_partial = self.in_flight.partition_point(|c| c.end <= written);
+        let unwritten = self.in_flight.get(first_partial).map(|c| c.start);
+        let replayable = self.replay_starts.front().copied();
+        [unwritten, replayable]
+            .into_iter()
+            .flatten()
+            .fold(written, u64::min)
     }
 
     /// Drops written bytes from the front of the buffer, keeping what
