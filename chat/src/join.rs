@@ -1,11 +1,15 @@
 //! Joining a room: a name new to this node is first claimed in Redis
 //! (when the chat spans several nodes), so two nodes never hand the same
-//! name two tokens; then the welcome, and the news to everyone else.
+//! name two tokens; then the welcome, and the news to everyone else. A
+//! name that cannot be claimed (Redis unreachable or stalled) is taken
+//! provisionally and claimed again when Redis is back (see
+//! [`claim`](super::claim)).
 
 use log::debug;
 use pawl::{ConnId, Context};
 
-use super::cluster::{Claim, Event};
+use super::claim::Claim;
+use super::cluster::Event;
 use super::protocol::{DirectMessage, ErrorCode, Profile, ServerMessage};
 use super::{Chat, Session, StoredMember, check_name, error, new_token, plausible_token, send};
 
@@ -35,8 +39,10 @@ impl Chat {
             .rooms
             .get(room_name)
             .is_some_and(|e| e.room.member(&request.name).is_some());
+        // A new name with Redis unreachable: taken now, checked later.
+        let unchecked = !known && self.cluster.is_some();
         let Some(cluster) = self.live_cluster().filter(|_| !known).cloned() else {
-            return self.join_now(ctx, conn, session, room_name, request);
+            return self.join_now(ctx, conn, session, room_name, request, unchecked);
         };
         // A client may bring a token for a name nobody has (the server
         // restarted without a store): it keeps it, so its saved token
@@ -61,6 +67,7 @@ impl Chat {
             &claimed,
             move |chat, ctx, claim| {
                 let mut request = request;
+                let provisional = matches!(claim, Claim::Failed);
                 if let Some(entry) = chat.rooms.get_mut(&room) {
                     match claim {
                         Claim::Won => {
@@ -78,7 +85,7 @@ impl Chat {
                 ctx.with_session(conn, |ctx, session| {
                     session.joining = false;
                     let held = std::mem::take(&mut session.held);
-                    chat.join_now(ctx, conn, session, &room, request);
+                    chat.join_now(ctx, conn, session, &room, request, provisional);
                     for text in held {
                         if ctx.is_open(conn) {
                             chat.handle(ctx, conn, session, &text);
@@ -96,6 +103,7 @@ impl Chat {
         session: &mut Session,
         room_name: &str,
         request: JoinRequest,
+        provisional: bool,
     ) {
         let JoinRequest {
             name,
@@ -127,6 +135,10 @@ impl Chat {
                 return error(ctx, conn, code, &what);
             }
         };
+        if created && provisional {
+            member.provisional = true;
+            debug!("{conn}: {name:?} taken provisionally: redis cannot check it now");
+        }
         let first_here = member.conns.len() == 1;
         let mut changed = false;
         if let Some(profile) = profile.map(Profile::sanitized) {
@@ -138,6 +150,7 @@ impl Chat {
         }
         let you = member.user.clone();
         let token = member.token.clone();
+        let member_provisional = member.provisional;
         let since_id = since.unwrap_or(0);
         let dms: Vec<DirectMessage> = member
             .dms
@@ -161,7 +174,9 @@ impl Chat {
             let json = ServerMessage::Profile { user: &you }.to_json();
             ctx.broadcast(room.connections(), json.as_str());
         }
-        if let Some(cluster) = cluster {
+        // A provisional member is news for the other nodes only once its
+        // claim is confirmed: its token may not be the name's.
+        if let Some(cluster) = cluster.as_ref().filter(|_| !member_provisional) {
             if first_here {
                 let user = you.clone();
                 cluster.publish(room_name, Event::Joined { user, token });

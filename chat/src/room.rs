@@ -20,6 +20,12 @@ pub struct Member<C = pawl::ConnId> {
     pub nodes: BTreeSet<String>,
     /// The last direct messages to or from this member, oldest first.
     pub dms: VecDeque<DirectMessage>,
+    /// Claimed on this node while the claim could not be checked in Redis
+    /// (see `join`): until the check, the member is not announced to other
+    /// nodes, gets no direct messages from them or from the store, and its
+    /// own are not written or published; if the name turns out to be
+    /// someone else's, the member gives it up.
+    pub provisional: bool,
 }
 
 impl<C> Member<C> {
@@ -90,6 +96,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                provisional: false,
             });
         let came_online = !member.online();
         member.conns.insert(conn);
@@ -122,6 +129,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                provisional: false,
             })
     }
 
@@ -210,8 +218,22 @@ impl<C: Ord + Copy> Room<C> {
 
     /// Files a direct message with both parties (once for a note to self).
     pub fn push_dm(&mut self, dm: &DirectMessage) {
+        self.file_dm(dm, true);
+    }
+
+    /// Files a direct message from another node with both parties, except
+    /// a provisional member: the message is the name's owner's.
+    pub fn push_remote_dm(&mut self, dm: &DirectMessage) {
+        self.file_dm(dm, false);
+    }
+
+    fn file_dm(&mut self, dm: &DirectMessage, provisional_too: bool) {
         for name in [&dm.from, &dm.to] {
-            if let Some(member) = self.members.get_mut(name.as_str()) {
+            if let Some(member) = self
+                .members
+                .get_mut(name.as_str())
+                .filter(|m| provisional_too || !m.provisional)
+            {
                 let at = member.dms.partition_point(|d| d.id < dm.id);
                 if member.dms.get(at).is_some_and(|d| d.id == dm.id) {
                     continue;
@@ -251,6 +273,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                provisional: false,
             });
         }
         let mut messages: Vec<ChatMessage> = self.backlog.drain(..).collect();
