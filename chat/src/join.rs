@@ -79,7 +79,10 @@ impl Chat {
                                 .room
                                 .add_member(&name, &s.token, s.profile.sanitized());
                         }
-                        Claim::Failed => {}
+                        // The claim may have run all the same (a stalled
+                        // Redis runs it when it resumes): the member takes
+                        // the token it offered, so that claim is its own.
+                        Claim::Failed => request.token = Some(token),
                     }
                 }
                 ctx.with_session(conn, |ctx, session| {
