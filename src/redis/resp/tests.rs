@@ -288,7 +288,7 @@ fn a_large_array_in_pieces_decodes_whole_and_the_decoder_resumes() {
     let mut wire = Vec::new();
     encode_command(&mut wire, &args);
     let expected = Value::Array(items.iter().map(|i| Value::Bulk(i.clone())).collect());
-    assert_eq!(feed_in_pieces(&wire, 1000), [expected.clone()]);
+    assert_eq!(feed_in_pieces(&wire, 1000), std::slice::from_ref(&expected));
     assert_eq!(feed_in_pieces(&wire, 1), [expected]);
 }
 
