@@ -253,7 +253,7 @@ impl Cluster {
     }
 
     /// Claims `name` in `room` for `stored.token`, atomically across nodes
-    /// and safe to run twice (see [`claim`](super::claim)); `then` gets the
+    /// and safe to run twice (see [`claim`]); `then` gets the
     /// outcome later on the loop.
     pub fn claim(
         &self,

@@ -15,7 +15,7 @@
 //! Every write is idempotent, and sent with the client's `*_idempotent`
 //! calls, so one written into a connection that broke (or stalled) is sent
 //! again: sorted sets scored by id, `SADD`, a sequence only ever raised,
-//! members through the conditional write of [`claim`](super::claim). When
+//! members through the conditional write of [`claim`]. When
 //! Redis comes back, the whole room is written again from memory (see
 //! [`Chat::resync`](super::Chat::resync)) without duplicating what the
 //! client's queue also replays, so a Redis that restarted empty gets
@@ -128,7 +128,7 @@ impl RedisStore {
     }
 
     /// Writes a member unless its name is someone else's (see
-    /// [`claim`](super::claim)); `update` also replaces the profile of a
+    /// [`claim`]); `update` also replaces the profile of a
     /// record with the same token, which writing a room back from memory
     /// must not do (another node may have changed it since).
     fn write_member(&self, room: &str, member: &Member, update: bool) {

@@ -5,7 +5,9 @@
 //!   replies matched to commands in order.
 //! - [`RedisSubscriber`]: pub/sub on a connection of its own, resubscribed
 //!   after every reconnect.
-//! - [`resp`]: the RESP2 codec (encoding commands, an incremental parser).
+//! - [`resp`]: RESP2: encoding commands, and a decoder that resumes across
+//!   reads and checks its limits before handing whole replies to the
+//!   `redis-protocol` crate.
 //!
 //! Both talk to Redis over a mio `TcpStream` registered on the reactor: the
 //! loop never blocks on Redis. Both live on the loop thread (`!Send`), are
