@@ -288,7 +288,9 @@ impl<C: Ord + Copy> Room<C> {
             by_owner.entry(owner).or_default().push(dm);
         }
         for (owner, mut dms) in by_owner {
-            let Some(member) = self.members.get_mut(&owner) else {
+            // A name claimed here unchecked may be someone else's: what the
+            // store holds for it is its owner's.
+            let Some(member) = self.members.get_mut(&owner).filter(|m| !m.provisional) else {
                 continue;
             };
             dms.extend(member.dms.drain(..));
@@ -399,6 +401,38 @@ mod tests {
         assert_eq!(ids, [3, 4, 5]);
         assert!(!room.insert_message(msg(1)), "older than all kept");
         assert_eq!(room.last_id(), 5);
+    }
+
+    #[test]
+    fn a_provisional_member_gets_no_dms_from_elsewhere() {
+        let mut room: Room<u32> = Room::new(10);
+        let (alice, _) = room
+            .join(conn(0), "alice", None, || "impostor".into())
+            .expect("new");
+        alice.provisional = true;
+        room.join(conn(1), "bob", None, || "tb".into())
+            .expect("new");
+        let dm = |id: u64, from: &str, to: &str| DirectMessage {
+            id,
+            from: from.into(),
+            to: to.into(),
+            text: format!("dm{id}"),
+            ts: 0,
+        };
+        // Said here during the outage: both parties keep it.
+        room.push_dm(&dm(1, "bob", "alice"));
+        // From another node, and from the store: the owner's, not hers.
+        room.push_remote_dm(&dm(2, "bob", "alice"));
+        room.merge(Loaded {
+            dms: vec![("alice".into(), dm(3, "carol", "alice"))],
+            ..Loaded::default()
+        });
+        let ids = |name: &str| -> Vec<u64> {
+            room.member(name)
+                .map_or(Vec::new(), |m| m.dms.iter().map(|d| d.id).collect())
+        };
+        assert_eq!(ids("alice"), [1]);
+        assert_eq!(ids("bob"), [1, 2]);
     }
 
     #[test]
