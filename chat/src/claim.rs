@@ -144,17 +144,12 @@ impl Chat {
                     token: member.token.clone(),
                     profile: member.user.profile.clone(),
                 };
-                let (room, name, token) =
-                    (room.clone(), member.user.name.clone(), member.token.clone());
-                cluster.claim(
-                    ctx.route(),
-                    &room.clone(),
-                    &name.clone(),
-                    &stored,
-                    move |chat, ctx, claim| {
-                        chat.claim_checked(ctx, &room, &name, &token, claim);
-                    },
-                );
+                let name = &member.user.name;
+                let (room_name, owned_name, token) =
+                    (room.clone(), name.clone(), member.token.clone());
+                cluster.claim(ctx.route(), room, name, &stored, move |chat, ctx, claim| {
+                    chat.claim_checked(ctx, &room_name, &owned_name, &token, claim);
+                });
             }
         }
     }
