@@ -25,6 +25,12 @@ pub struct Member<C = pawl::ConnId> {
     /// When the member last joined, left or had a DM: the oldest idle go
     /// first when the chat is over its memory budget.
     pub active: Instant,
+    /// Claimed on this node while the claim could not be checked in Redis
+    /// (see `join`): until the check, the member is not announced to other
+    /// nodes, gets no direct messages from them or from the store, and its
+    /// own are not written or published; if the name turns out to be
+    /// someone else's, the member gives it up.
+    pub provisional: bool,
 }
 
 impl<C> Member<C> {
@@ -134,6 +140,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                provisional: false,
                 active: Instant::now(),
             };
             *bytes += cost::member(&member);
@@ -192,6 +199,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                provisional: false,
                 active: Instant::now(),
             };
             *bytes += cost::member(&member);
@@ -287,8 +295,22 @@ impl<C: Ord + Copy> Room<C> {
 
     /// Files a direct message with both parties (once for a note to self).
     pub fn push_dm(&mut self, dm: &DirectMessage) {
+        self.file_dm(dm, true);
+    }
+
+    /// Files a direct message from another node with both parties, except
+    /// a provisional member: the message is the name's owner's.
+    pub fn push_remote_dm(&mut self, dm: &DirectMessage) {
+        self.file_dm(dm, false);
+    }
+
+    fn file_dm(&mut self, dm: &DirectMessage, provisional_too: bool) {
         for name in [&dm.from, &dm.to] {
-            if let Some(member) = self.members.get_mut(name.as_str()) {
+            if let Some(member) = self
+                .members
+                .get_mut(name.as_str())
+                .filter(|m| provisional_too || !m.provisional)
+            {
                 let at = member.dms.partition_point(|d| d.id < dm.id);
                 if member.dms.get(at).is_some_and(|d| d.id == dm.id) {
                     continue;
@@ -336,6 +358,7 @@ impl<C: Ord + Copy> Room<C> {
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
                 active: Instant::now(),
+                provisional: false,
             });
         }
         let mut messages: Vec<ChatMessage> = self.backlog.drain(..).collect();
@@ -350,7 +373,9 @@ impl<C: Ord + Copy> Room<C> {
             by_owner.entry(owner).or_default().push(dm);
         }
         for (owner, mut dms) in by_owner {
-            let Some(member) = self.members.get_mut(&owner) else {
+            // A name claimed here unchecked may be someone else's: what the
+            // store holds for it is its owner's.
+            let Some(member) = self.members.get_mut(&owner).filter(|m| !m.provisional) else {
                 continue;
             };
             dms.extend(member.dms.drain(..));
@@ -524,6 +549,38 @@ mod tests {
         assert_eq!(ids, [3, 4, 5]);
         assert!(!room.insert_message(msg(1)), "older than all kept");
         assert_eq!(room.last_id(), 5);
+    }
+
+    #[test]
+    fn a_provisional_member_gets_no_dms_from_elsewhere() {
+        let mut room: Room<u32> = Room::new(10);
+        let (alice, _) = room
+            .join(conn(0), "alice", None, || "impostor".into())
+            .expect("new");
+        alice.provisional = true;
+        room.join(conn(1), "bob", None, || "tb".into())
+            .expect("new");
+        let dm = |id: u64, from: &str, to: &str| DirectMessage {
+            id,
+            from: from.into(),
+            to: to.into(),
+            text: format!("dm{id}"),
+            ts: 0,
+        };
+        // Said here during the outage: both parties keep it.
+        room.push_dm(&dm(1, "bob", "alice"));
+        // From another node, and from the store: the owner's, not hers.
+        room.push_remote_dm(&dm(2, "bob", "alice"));
+        room.merge(Loaded {
+            dms: vec![("alice".into(), dm(3, "carol", "alice"))],
+            ..Loaded::default()
+        });
+        let ids = |name: &str| -> Vec<u64> {
+            room.member(name)
+                .map_or(Vec::new(), |m| m.dms.iter().map(|d| d.id).collect())
+        };
+        assert_eq!(ids("alice"), [1]);
+        assert_eq!(ids("bob"), [1, 2]);
     }
 
     #[test]
