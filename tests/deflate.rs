@@ -146,7 +146,11 @@ fn a_browser_offer_is_agreed_and_echo_is_compressed_both_ways() {
         raw.send(&frame(0xc1, &fresh_compress(&text)));
         let (first, payload) = read_frame(&mut raw);
         assert_eq!(first, 0xc1, "{len}");
-        assert_eq!(inflate(&mut Decompress::new(false), &payload), text, "{len}");
+        assert_eq!(
+            inflate(&mut Decompress::new(false), &payload),
+            text,
+            "{len}"
+        );
     }
 
     // Uncompressed messages are accepted; short replies go uncompressed.

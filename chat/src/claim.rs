@@ -28,7 +28,7 @@ use pawl::{Context, Route};
 use super::cluster::Event;
 use super::protocol::{ErrorCode, ServerMessage};
 use super::redis_store::StoredMember;
-use super::{Chat, error};
+use super::{Chat, error, room_topic};
 
 /// The conditional write of a member: `KEYS[1]` the members hash,
 /// `ARGV[1]` the name, `ARGV[2]` its token, `ARGV[3]` the JSON to store,
@@ -220,9 +220,10 @@ impl Chat {
     }
 
     /// A provisional name is someone else's: every session that used it
-    /// loses it (`name_taken`; it may join again under another name), and
-    /// the owner's record replaces the provisional one, whose direct
-    /// messages go with it (the other party keeps its copy).
+    /// loses it (`name_taken`; it may join again under another name) and
+    /// leaves the room's topic (its public messages are for joined
+    /// connections), and the owner's record replaces the provisional one,
+    /// whose direct messages go with it (the other party keeps its copy).
     fn give_up(
         &mut self,
         ctx: &mut Context<'_, Chat>,
@@ -234,31 +235,31 @@ impl Chat {
             return;
         };
         let room = &mut entry.room;
-        let Some(member) = room.member_mut(name) else {
+        let Some(before) = room.member(name).map(|m| m.user.clone()) else {
             return;
         };
+        let conns = room.hand_over(name, owner.token, owner.profile.sanitized());
         warn!(
             "claims: {name:?} in {room_name:?} was taken here while redis was unreachable, \
              but it is someone else's; {} sessions lose it",
-            member.conns.len()
+            conns.len()
         );
-        let conns = std::mem::take(&mut member.conns);
-        let before = member.user.clone();
-        member.token = owner.token;
-        member.user.profile = owner.profile.sanitized();
-        member.dms.clear();
-        member.provisional = false;
-        let (after, online) = (member.user.clone(), member.online());
+        let topic = room_topic(room_name);
         for &conn in &conns {
             let what = format!(
                 "{name:?} was already someone else's when it was taken here while the chat \
                  could not check it; join again with another name"
             );
             error(ctx, conn, ErrorCode::NameTaken, &what);
+            ctx.unsubscribe(conn, &topic);
             ctx.with_session(conn, |_, session| session.name = None);
         }
+        let Some(member) = room.member(name) else {
+            return;
+        };
+        let (after, online) = (member.user.clone(), member.online());
         let others: Vec<_> = room.connections().collect();
-        if !online {
+        if !conns.is_empty() && !online {
             let json = ServerMessage::Left { name }.to_json();
             ctx.broadcast(others, json.as_str());
         } else if after != before {

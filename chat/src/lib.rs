@@ -577,7 +577,12 @@ impl Component for Chat {
                 let json = ServerMessage::Left { name: &name }.to_json();
                 ctx.broadcast(entry.room.connections(), json.as_str());
             }
-            if last_here && let Some(cluster) = &self.cluster {
+            // A provisional member was never announced to the other nodes.
+            let announced = entry.room.member(&name).is_some_and(|m| !m.provisional);
+            if last_here
+                && announced
+                && let Some(cluster) = &self.cluster
+            {
                 cluster.publish(ctx, &session.room, Event::Left { name });
             }
         }

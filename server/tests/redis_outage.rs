@@ -99,7 +99,13 @@ fn a_claim_an_id_and_a_publish_caught_in_a_stall_run_once() {
     let redis = Redis::start();
     let (a, b) = (node(&redis), node(&redis));
     redis.wait_for_nodes(2);
-    let events = redis.listen("pawl:chat:{replay}:events");
+    // What the nodes publish (the library's topics): public messages on
+    // the room's topic, the other events (a profile change) on its events
+    // topic.
+    let events = redis.listen(&[
+        "pawl:topic:chat:room:replay",
+        "pawl:topic:chat:events:replay",
+    ]);
     let mut alice = a.client("replay");
     alice.join("alice");
     let mut bob = a.client("replay");

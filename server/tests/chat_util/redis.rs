@@ -85,26 +85,35 @@ impl Redis {
         }
     }
 
-    /// Subscribes to `channel` on a connection of its own and keeps
-    /// everything published on it, from the moment this returns.
+    /// Subscribes to `channels` on one connection of its own and keeps
+    /// everything published on them, from the moment this returns, in the
+    /// order Redis ran the publishes.
     #[track_caller]
-    pub fn listen(&self, channel: &str) -> Listener {
+    pub fn listen(&self, channels: &[&str]) -> Listener {
         use std::io::Read;
 
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
         stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-        stream
-            .write_all(&encode(&["SUBSCRIBE", channel]))
-            .expect("SUBSCRIBE");
-        // The confirmation ends with the count of subscriptions, `:1`.
+        let mut subscribe = vec!["SUBSCRIBE"];
+        subscribe.extend_from_slice(channels);
+        stream.write_all(&encode(&subscribe)).expect("SUBSCRIBE");
+        // The last confirmation ends with the count of subscriptions.
+        let last = format!(":{}\r\n", channels.len());
         let mut confirmation = Vec::new();
         let mut buf = [0u8; 1024];
-        while !confirmation.ends_with(b":1\r\n") {
+        let end = loop {
+            let at = confirmation
+                .windows(last.len())
+                .position(|w| w == last.as_bytes());
+            if let Some(at) = at {
+                break at + last.len();
+            }
             let n = stream.read(&mut buf).expect("SUBSCRIBE confirmation");
             assert!(n > 0, "redis closed the subscription");
             confirmation.extend_from_slice(&buf[..n]);
-        }
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        };
+        // Publishes that came in the same read as the confirmation.
+        let seen = Arc::new(Mutex::new(confirmation.split_off(end)));
         let (mut reader, kept) = (stream.try_clone().expect("clone"), Arc::clone(&seen));
         // Read until the listener is dropped (which shuts the socket down).
         std::thread::spawn(move || {
@@ -291,7 +300,7 @@ fn encode(args: &[&str]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Everything published on a channel since [`Redis::listen`].
+/// Everything published on some channels since [`Redis::listen`].
 pub struct Listener {
     stream: TcpStream,
     seen: Arc<Mutex<Vec<u8>>>,
