@@ -442,19 +442,83 @@ fn a_hung_redis_times_commands_out_and_the_client_reconnects() {
     );
 }
 
+/// Redis stalls (SIGSTOP) with two commands written to it. The client
+/// calls it a stall after the command timeout and is not connected while
+/// Redis stays stopped (a new connection is ready only once Redis answers
+/// its PING). When Redis resumes it runs what sat in its socket buffer:
+/// the plain command failed with `Timeout` and is not sent again, so it
+/// runs once; the idempotent one is sent again and answered.
+#[test]
+fn a_stall_fails_plain_commands_and_replays_only_idempotent_ones() {
+    let server = RedisServer::start();
+    let mut reactor = reactor();
+    let config = config().command_timeout(Some(Duration::from_millis(300)));
+    let client = RedisClient::connect(&mut reactor, &server.url(), config).unwrap();
+    run_until(&mut reactor, "connect", || client.is_connected());
+
+    server.freeze();
+    let (plain, idempotent): (Replies, Replies) = Default::default();
+    client.command(&[b"INCR", b"counter"], collect(&plain));
+    client.command_idempotent(&[b"SADD", b"set", b"member"], collect(&idempotent));
+    run_until(&mut reactor, "the stall to fail INCR", || {
+        !plain.borrow().is_empty()
+    });
+    assert!(
+        matches!(plain.borrow()[0], Err(RedisError::Timeout)),
+        "{:?}",
+        plain.borrow()
+    );
+    // Still stopped: every reconnect's PING goes unanswered.
+    for _ in 0..20 {
+        reactor.turn(Some(Duration::from_millis(50))).unwrap();
+        assert!(!client.is_connected(), "connected to a stopped Redis");
+    }
+    assert!(idempotent.borrow().is_empty(), "{:?}", idempotent.borrow());
+
+    server.thaw();
+    run_until(&mut reactor, "the replayed SADD", || {
+        !idempotent.borrow().is_empty()
+    });
+    assert!(
+        matches!(idempotent.borrow()[0], Ok(Value::Int(0 | 1))),
+        "{:?}",
+        idempotent.borrow()
+    );
+    let check: Replies = Rc::default();
+    client.command(&[b"GET", b"counter"], collect(&check));
+    client.command(&[b"SISMEMBER", b"set", b"member"], collect(&check));
+    run_until(&mut reactor, "the checks", || check.borrow().len() == 2);
+    let check = check.borrow();
+    assert_eq!(
+        check[0].as_ref().unwrap().as_int(),
+        Some(1),
+        "INCR ran exactly once"
+    );
+    assert_eq!(check[1].as_ref().unwrap(), &Value::Int(1));
+}
+
 #[test]
 fn a_malformed_reply_closes_and_reconnects() {
     use std::io::{Read, Write};
-    // A fake Redis: garbage on the first connection, PONG on the second.
+    // A fake Redis: on each connection, PONG to the client's handshake
+    // PING, then garbage (first connection) or PONG (second) to the test's.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let fake = std::thread::spawn(move || {
-        for reply in [&b"?garbage\r\n"[..], b"+PONG\r\n"] {
+        for second in [&b"?garbage\r\n"[..], b"+PONG\r\n"] {
             let (mut stream, _) = listener.accept().unwrap();
             let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).unwrap();
-            assert!(buf[..n].ends_with(b"PING\r\n"), "{:?}", &buf[..n]);
-            stream.write_all(reply).unwrap();
+            let mut seen = Vec::new();
+            for reply in [&b"+PONG\r\n"[..], second] {
+                // Read until one more PING command has arrived.
+                let pings = seen.windows(6).filter(|w| w == b"PING\r\n").count();
+                while seen.windows(6).filter(|w| w == b"PING\r\n").count() == pings {
+                    let n = stream.read(&mut buf).unwrap();
+                    assert!(n > 0, "the client closed early");
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                stream.write_all(reply).unwrap();
+            }
             // Wait for the client to close (first) or the test to end.
             while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
         }

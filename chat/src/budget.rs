@@ -8,7 +8,10 @@
 //! members offline everywhere (with their DMs). With Redis they are still
 //! there and are read again when used (a room when someone opens it, a
 //! member when their name joins or is sent a DM); in memory only, a
-//! forgotten room's backlog is gone and a forgotten name is free again.
+//! forgotten room's backlog is gone and a forgotten name is free again. A
+//! name taken while Redis could not check it (provisional, see
+//! [`claim`](super::claim)) is not in Redis yet: neither it nor its room
+//! is forgotten until its claim is checked.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -127,7 +130,8 @@ impl Chat {
         let mut idle: Vec<(Instant, String)> = self
             .rooms
             .iter()
-            .filter(|(_, e)| e.open == 0 && !e.loading)
+            // A provisional member is in memory only until its claim.
+            .filter(|(_, e)| e.open == 0 && !e.loading && !e.room.has_provisional())
             .map(|(name, e)| (e.idle_since, name.clone()))
             .collect();
         idle.sort();

@@ -42,6 +42,7 @@ use pawl::redis::{RedisClient, Value};
 use pawl::{Context, Route};
 use serde::{Deserialize, Serialize};
 
+use super::claim::{self, Claim};
 use super::protocol::{DirectMessage, Profile, User};
 use super::redis_store::StoredMember;
 use super::{Chat, events_topic};
@@ -124,17 +125,6 @@ pub struct Present {
     pub token: String,
 }
 
-/// How a name claim in the shared members hash went.
-#[derive(Debug)]
-pub enum Claim {
-    /// The name was free and is now ours with the token we offered.
-    Won,
-    /// Someone (maybe this user, earlier) has it: here is what is stored.
-    Taken(StoredMember),
-    /// Redis did not answer: go on from memory.
-    Failed,
-}
-
 /// This node's link to the others. Clones share everything.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -207,6 +197,12 @@ impl Cluster {
 
     /// The next id of `room` from Redis; `then` gets it later on the loop,
     /// or `None` if Redis failed (the chat then numbers from memory).
+    ///
+    /// The script is not idempotent (it hands out a new id each run), so
+    /// it is never sent again after a broken connection: a stall fails it
+    /// and the message goes on with an id from memory, as in an outage. If
+    /// the stalled Redis runs it when it resumes, an id is skipped, never
+    /// handed out twice by Redis.
     pub fn next_id(
         &self,
         route: Route<Chat>,
@@ -235,8 +231,9 @@ impl Cluster {
         });
     }
 
-    /// Claims `name` in `room` for a new member with `token`, atomically
-    /// across nodes (`HSETNX`); `then` gets the outcome later on the loop.
+    /// Claims `name` in `room` for `stored.token`, atomically across nodes
+    /// and safe to run twice (see [`claim`]); `then` gets the
+    /// outcome later on the loop.
     pub fn claim(
         &self,
         route: Route<Chat>,
@@ -245,38 +242,13 @@ impl Cluster {
         stored: &StoredMember,
         then: impl FnOnce(&mut Chat, &mut Context<'_, Chat>, Claim) + 'static,
     ) {
-        let key = format!("pawl:chat:{{{room}}}:members");
-        let json = serde_json::to_string(stored).unwrap_or_default();
-        let (client, name_owned, hash) = (self.client.clone(), name.to_owned(), key.clone());
-        self.client.command(
-            &[b"HSETNX", key.as_bytes(), name.as_bytes(), json.as_bytes()],
-            move |reactor, reply| match reply.map(|v| v.as_int()) {
-                Ok(Some(1)) => {
-                    reactor.with(route, move |chat, ctx| then(chat, ctx, Claim::Won));
-                }
-                Ok(_) => {
-                    let hget: [&[u8]; 3] = [b"HGET", hash.as_bytes(), name_owned.as_bytes()];
-                    client.command(&hget, move |reactor, reply| {
-                        let claim = match reply {
-                            Ok(value) => value
-                                .as_bytes()
-                                .and_then(|b| serde_json::from_slice(b).ok())
-                                .map_or(Claim::Failed, Claim::Taken),
-                            Err(_) => Claim::Failed,
-                        };
-                        reactor.with(route, move |chat, ctx| then(chat, ctx, claim));
-                    });
-                }
-                Err(e) => {
-                    warn!("cluster: cannot claim a name in redis: {e}");
-                    reactor.with(route, move |chat, ctx| then(chat, ctx, Claim::Failed));
-                }
-            },
-        );
+        claim::claim(&self.client, route, room, name, stored, then);
     }
 
     /// Tells the other nodes (on the room's events topic); presence events
-    /// bump this node's version.
+    /// bump this node's version. At most once across nodes, like every
+    /// topic publish; what was missed is caught up by the reload that
+    /// follows a reconnect, or a gap in the message ids.
     pub fn publish(&self, ctx: &mut Context<'_, Chat>, room: &str, event: Event) {
         let presence = matches!(
             event,

@@ -1,11 +1,15 @@
 //! Joining a room: a name new to this node is first claimed in Redis
 //! (when the chat spans several nodes), so two nodes never hand the same
-//! name two tokens; then the welcome, and the news to everyone else.
+//! name two tokens; then the welcome, and the news to everyone else. A
+//! name that cannot be claimed (Redis unreachable or stalled) is taken
+//! provisionally and claimed again when Redis is back (see
+//! [`claim`](super::claim)).
 
 use log::debug;
 use pawl::{ConnId, Context};
 
-use super::cluster::{Claim, Event};
+use super::claim::Claim;
+use super::cluster::Event;
 use super::protocol::{DirectMessage, ErrorCode, Profile, ServerMessage};
 use super::{
     Chat, Session, StoredMember, check_name, error, new_token, plausible_token, room_topic, send,
@@ -37,8 +41,10 @@ impl Chat {
             .rooms
             .get(room_name)
             .is_some_and(|e| e.room.member(&request.name).is_some());
+        // A new name with Redis unreachable: taken now, checked later.
+        let unchecked = !known && self.cluster.is_some();
         let Some(cluster) = self.live_cluster().filter(|_| !known).cloned() else {
-            return self.join_now(ctx, conn, session, room_name, request);
+            return self.join_now(ctx, conn, session, room_name, request, unchecked);
         };
         // A client may bring a token for a name nobody has (the server
         // restarted without a store): it keeps it, so its saved token
@@ -63,6 +69,7 @@ impl Chat {
             &claimed,
             move |chat, ctx, claim| {
                 let mut request = request;
+                let provisional = matches!(claim, Claim::Failed);
                 if let Some(entry) = chat.rooms.get_mut(&room) {
                     match claim {
                         Claim::Won => {
@@ -74,13 +81,16 @@ impl Chat {
                                 .room
                                 .add_member(&name, &s.token, s.profile.sanitized());
                         }
-                        Claim::Failed => {}
+                        // The claim may have run all the same (a stalled
+                        // Redis runs it when it resumes): the member takes
+                        // the token it offered, so that claim is its own.
+                        Claim::Failed => request.token = Some(token),
                     }
                 }
                 ctx.with_session(conn, |ctx, session| {
                     session.joining = false;
                     let held = std::mem::take(&mut session.held);
-                    chat.join_now(ctx, conn, session, &room, request);
+                    chat.join_now(ctx, conn, session, &room, request, provisional);
                     for text in held {
                         if ctx.is_open(conn) {
                             chat.handle(ctx, conn, session, &text);
@@ -98,6 +108,7 @@ impl Chat {
         session: &mut Session,
         room_name: &str,
         request: JoinRequest,
+        provisional: bool,
     ) {
         let JoinRequest {
             name,
@@ -129,6 +140,10 @@ impl Chat {
                 return error(ctx, conn, code, &what);
             }
         };
+        if created && provisional {
+            member.provisional = true;
+            debug!("{conn}: {name:?} taken provisionally: redis cannot check it now");
+        }
         let first_here = member.conns.len() == 1;
         let mut changed = false;
         if let Some(profile) = profile.map(Profile::sanitized) {
@@ -140,6 +155,7 @@ impl Chat {
         }
         let you = member.user.clone();
         let token = member.token.clone();
+        let member_provisional = member.provisional;
         let since_id = since.unwrap_or(0);
         let dms: Vec<DirectMessage> = member
             .dms
@@ -165,7 +181,9 @@ impl Chat {
             let json = ServerMessage::Profile { user: &you }.to_json();
             ctx.broadcast(room.connections(), json.as_str());
         }
-        if let Some(cluster) = cluster {
+        // A provisional member is news for the other nodes only once its
+        // claim is confirmed: its token may not be the name's.
+        if let Some(cluster) = cluster.as_ref().filter(|_| !member_provisional) {
             if first_here {
                 let user = you.clone();
                 cluster.publish(ctx, room_name, Event::Joined { user, token });

@@ -20,6 +20,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod budget;
+pub mod claim;
 pub mod cluster;
 mod join;
 mod limit;
@@ -359,9 +360,10 @@ impl Chat {
                 member.user.profile = profile.sanitized();
                 self.store.save_member(ctx, &room_name, member);
                 let user = member.user.clone();
+                let provisional = member.provisional;
                 let json = ServerMessage::Profile { user: &user }.to_json();
                 ctx.broadcast(room.connections(), json.as_str());
-                if let Some(cluster) = &self.cluster {
+                if let Some(cluster) = self.cluster.as_ref().filter(|_| !provisional) {
                     cluster.publish(ctx, &room_name, Event::Profile { user });
                 }
             }
@@ -438,12 +440,18 @@ impl Chat {
             ts: now_ms(),
         };
         remote::deliver_dm(ctx, room, &dm);
-        self.store.save_dm(ctx, room_name, &dm.from, &dm);
-        if dm.to != dm.from {
+        // A provisional party's copy is written, and the DM published,
+        // once its claim is confirmed (see `claim`).
+        let provisional = |name: &str| room.member(name).is_some_and(|m| m.provisional);
+        let held = provisional(&dm.from) || provisional(&dm.to);
+        if !provisional(&dm.from) {
+            self.store.save_dm(ctx, room_name, &dm.from, &dm);
+        }
+        if dm.to != dm.from && !provisional(&dm.to) {
             self.store.save_dm(ctx, room_name, &dm.to, &dm);
         }
         room.push_dm(&dm);
-        if let Some(cluster) = &self.cluster {
+        if let Some(cluster) = self.cluster.as_ref().filter(|_| !held) {
             cluster.publish(ctx, room_name, Event::Dm { dm });
         }
     }
@@ -569,7 +577,12 @@ impl Component for Chat {
                 let json = ServerMessage::Left { name: &name }.to_json();
                 ctx.broadcast(entry.room.connections(), json.as_str());
             }
-            if last_here && let Some(cluster) = &self.cluster {
+            // A provisional member was never announced to the other nodes.
+            let announced = entry.room.member(&name).is_some_and(|m| !m.provisional);
+            if last_here
+                && announced
+                && let Some(cluster) = &self.cluster
+            {
                 cluster.publish(ctx, &session.room, Event::Left { name });
             }
         }

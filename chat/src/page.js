@@ -184,7 +184,10 @@ function receive(msg) {
       renderMessages(false);
       break;
     case "error":
-      if (!me && (msg.code === "name_taken" || msg.code === "bad_request")) {
+      // name_taken after a welcome: the name was taken while the server
+      // could not check it (Redis unreachable), and it was someone else's.
+      if (msg.code === "name_taken" || (!me && msg.code === "bad_request")) {
+        if (me) { me = null; setState("online", "connected; the name was someone else's"); }
         pendingJoin = null;
         if (msg.code === "name_taken" && saved) { saved.token = null; save(); }
         showDialog(msg.message);

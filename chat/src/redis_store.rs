@@ -12,11 +12,15 @@
 //! - `pawl:chat:{ROOM}:seq`: the last id handed out; only ever raised
 //!   (several nodes may share it, see [`cluster`](super::cluster)).
 //!
-//! Sorted sets scored by id make every write idempotent: when Redis comes
-//! back, the whole room is written again from memory (see
+//! Every write is idempotent, and sent with the client's `*_idempotent`
+//! calls, so one written into a connection that broke (or stalled) is sent
+//! again: sorted sets scored by id, `SADD`, a sequence only ever raised,
+//! members through the conditional write of [`claim`]. When
+//! Redis comes back, the whole room is written again from memory (see
 //! [`Chat::resync`](super::Chat::resync)) without duplicating what the
 //! client's queue also replays, so a Redis that restarted empty gets
-//! everything back.
+//! everything back. Reads are not sent again: a load that fails goes on
+//! from memory, and the next reconnect reloads.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,6 +33,7 @@ use pawl::{Context, Route};
 use serde::{Deserialize, Serialize};
 
 use super::Chat;
+use super::claim;
 use super::cluster::RAISE_SEQ;
 use super::protocol::{ChatMessage, DirectMessage, Profile};
 use super::room::{Loaded, Member, Room};
@@ -65,11 +70,20 @@ impl RedisStore {
         RedisStore { client, keep }
     }
 
-    /// Writes every room of the chat on `route` back on each (re)connect.
+    /// On each (re)connect: claims the names taken while Redis could not
+    /// check them, then writes every room of the chat on `route` back and
+    /// reloads it. The claims go first on the connection, so their answers
+    /// come before the reloads', which must not merge a name's DMs into a
+    /// member that turns out not to own it.
     pub fn listen(&self, route: Route<Chat>) {
         self.client.on_connect(move |lp: &mut LoopHandle| {
-            debug!("redis connected; writing rooms back and reloading them");
-            lp.with(route, |chat, ctx| chat.resync(ctx));
+            debug!(
+                "redis connected; checking provisional names, writing rooms back, reloading them"
+            );
+            lp.with(route, |chat, ctx| {
+                chat.verify_claims(ctx);
+                chat.resync(ctx);
+            });
         });
     }
 
@@ -93,10 +107,10 @@ impl RedisStore {
             args.push(score.as_bytes());
             args.push(json.as_bytes());
         }
-        self.client.send(&args);
+        self.client.send_idempotent(&args);
         let stop = format!("-{}", self.keep + 1);
         self.client
-            .send(&[b"ZREMRANGEBYRANK", key.as_bytes(), b"0", stop.as_bytes()]);
+            .send_idempotent(&[b"ZREMRANGEBYRANK", key.as_bytes(), b"0", stop.as_bytes()]);
     }
 
     /// Raises the room's sequence to `id`: a plain SET could lower it
@@ -104,7 +118,7 @@ impl RedisStore {
     fn set_seq(&self, room: &str, id: u64) {
         let key = Self::key(room, "seq");
         let id = id.to_string();
-        self.client.send(&[
+        self.client.send_idempotent(&[
             b"EVAL",
             RAISE_SEQ.as_bytes(),
             b"1",
@@ -113,22 +127,16 @@ impl RedisStore {
         ]);
     }
 
-    /// `HSET`, or `HSETNX` when writing a room back: another node may have
-    /// changed the member since this one read it.
-    fn hset_member(&self, room: &str, member: &Member, only_new: bool) {
+    /// Writes a member unless its name is someone else's (see
+    /// [`claim`]); `update` also replaces the profile of a
+    /// record with the same token, which writing a room back from memory
+    /// must not do (another node may have changed it since).
+    fn write_member(&self, room: &str, member: &Member, update: bool) {
         let stored = StoredMember {
             token: member.token.clone(),
             profile: member.user.profile.clone(),
         };
-        let json = serde_json::to_string(&stored).unwrap_or_default();
-        let key = Self::key(room, "members");
-        let command: &[u8] = if only_new { b"HSETNX" } else { b"HSET" };
-        self.client.send(&[
-            command,
-            key.as_bytes(),
-            member.user.name.as_bytes(),
-            json.as_bytes(),
-        ]);
+        claim::write_member(&self.client, room, &member.user.name, &stored, update);
     }
 }
 
@@ -292,7 +300,7 @@ impl Store for RedisStore {
     fn save_message(&mut self, _: &mut Context<'_, Chat>, room: &str, message: &ChatMessage) {
         let json = serde_json::to_string(message).unwrap_or_default();
         self.client
-            .send(&[b"SADD", ROOMS_KEY.as_bytes(), room.as_bytes()]);
+            .send_idempotent(&[b"SADD", ROOMS_KEY.as_bytes(), room.as_bytes()]);
         self.zadd(
             &Self::key(room, "messages"),
             std::iter::once((message.id, json)),
@@ -308,8 +316,8 @@ impl Store for RedisStore {
 
     fn save_member(&mut self, _: &mut Context<'_, Chat>, room: &str, member: &Member) {
         self.client
-            .send(&[b"SADD", ROOMS_KEY.as_bytes(), room.as_bytes()]);
-        self.hset_member(room, member, false);
+            .send_idempotent(&[b"SADD", ROOMS_KEY.as_bytes(), room.as_bytes()]);
+        self.write_member(room, member, true);
     }
 
     fn save_room(&mut self, _: &mut Context<'_, Chat>, name: &str, room: &Room) {
@@ -317,9 +325,14 @@ impl Store for RedisStore {
             return;
         }
         self.client
-            .send(&[b"SADD", ROOMS_KEY.as_bytes(), name.as_bytes()]);
+            .send_idempotent(&[b"SADD", ROOMS_KEY.as_bytes(), name.as_bytes()]);
         for member in room.members() {
-            self.hset_member(name, member, true);
+            self.write_member(name, member, false);
+            // A provisional member's DMs are written once its claim is
+            // confirmed: the name, and so its DM list, may be someone else's.
+            if member.provisional {
+                continue;
+            }
             let dms = member
                 .dms
                 .iter()

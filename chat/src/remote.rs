@@ -77,8 +77,8 @@ impl Chat {
                     .member(&dm.from)
                     .is_some_and(|m| m.dms.iter().any(|d| d.id == dm.id));
                 if !known {
-                    deliver_dm(ctx, room, &dm);
-                    room.push_dm(&dm);
+                    deliver_remote_dm(ctx, room, &dm);
+                    room.push_remote_dm(&dm);
                 }
             }
             Event::Joined { user, token } => {
@@ -110,7 +110,8 @@ impl Chat {
             let here: Vec<Present> = entry
                 .room
                 .members()
-                .filter(|m| !m.conns.is_empty())
+                // A provisional member's token may not be the name's.
+                .filter(|m| !m.conns.is_empty() && !m.provisional)
                 .map(|m| Present {
                     user: m.user.clone(),
                     token: m.token.clone(),
@@ -217,9 +218,22 @@ fn gone(ctx: &mut Context<'_, Chat>, room: &mut Room, node: &str, name: &str) {
 
 /// Sends a DM to every connection here of its sender and its recipient.
 pub(super) fn deliver_dm(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage) {
+    deliver(ctx, room, dm, true);
+}
+
+/// [`deliver_dm`] for a DM from another node: not to a provisional member,
+/// whose name may be the DM's party's only here.
+fn deliver_remote_dm(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage) {
+    deliver(ctx, room, dm, false);
+}
+
+fn deliver(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage, provisional_too: bool) {
     let mut conns = Vec::new();
     for name in [&dm.from, &dm.to] {
-        if let Some(member) = room.member(name) {
+        if let Some(member) = room
+            .member(name)
+            .filter(|m| provisional_too || !m.provisional)
+        {
             conns.extend(member.conns.iter().copied());
         }
     }

@@ -25,6 +25,12 @@ pub struct Member<C = pawl::ConnId> {
     /// When the member last joined, left or had a DM: the oldest idle go
     /// first when the chat is over its memory budget.
     pub active: Instant,
+    /// Claimed on this node while the claim could not be checked in Redis
+    /// (see `join`): until the check, the member is not announced to other
+    /// nodes, gets no direct messages from them or from the store, and its
+    /// own are not written or published; if the name turns out to be
+    /// someone else's, the member gives it up.
+    pub provisional: bool,
 }
 
 impl<C> Member<C> {
@@ -134,6 +140,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                provisional: false,
                 active: Instant::now(),
             };
             *bytes += cost::member(&member);
@@ -192,6 +199,7 @@ impl<C: Ord + Copy> Room<C> {
                 conns: BTreeSet::new(),
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
+                provisional: false,
                 active: Instant::now(),
             };
             *bytes += cost::member(&member);
@@ -229,6 +237,25 @@ impl<C: Ord + Copy> Room<C> {
     /// A member by name, to change.
     pub fn member_mut(&mut self, name: &str) -> Option<&mut Member<C>> {
         self.members.get_mut(name)
+    }
+
+    /// A provisional member's name turned out to be someone else's: the
+    /// owner's token and profile replace it, its direct messages go (the
+    /// other party keeps its copy), and its connections here lose the name.
+    /// Returns those connections (none if `name` is not provisional here).
+    pub fn hand_over(&mut self, name: &str, token: String, profile: Profile) -> BTreeSet<C> {
+        let Some(member) = self.members.get_mut(name).filter(|m| m.provisional) else {
+            return BTreeSet::new();
+        };
+        // Counted again whole: the token's length may differ, the DMs go.
+        self.bytes -= cost::member(member) + member.dms.iter().map(cost::dm).sum::<usize>();
+        member.token = token;
+        member.user.profile = profile;
+        member.dms.clear();
+        member.provisional = false;
+        member.active = Instant::now();
+        self.bytes += cost::member(member);
+        std::mem::take(&mut member.conns)
     }
 
     /// Everyone online, by name.
@@ -287,8 +314,22 @@ impl<C: Ord + Copy> Room<C> {
 
     /// Files a direct message with both parties (once for a note to self).
     pub fn push_dm(&mut self, dm: &DirectMessage) {
+        self.file_dm(dm, true);
+    }
+
+    /// Files a direct message from another node with both parties, except
+    /// a provisional member: the message is the name's owner's.
+    pub fn push_remote_dm(&mut self, dm: &DirectMessage) {
+        self.file_dm(dm, false);
+    }
+
+    fn file_dm(&mut self, dm: &DirectMessage, provisional_too: bool) {
         for name in [&dm.from, &dm.to] {
-            if let Some(member) = self.members.get_mut(name.as_str()) {
+            if let Some(member) = self
+                .members
+                .get_mut(name.as_str())
+                .filter(|m| provisional_too || !m.provisional)
+            {
                 let at = member.dms.partition_point(|d| d.id < dm.id);
                 if member.dms.get(at).is_some_and(|d| d.id == dm.id) {
                     continue;
@@ -336,6 +377,7 @@ impl<C: Ord + Copy> Room<C> {
                 nodes: BTreeSet::new(),
                 dms: VecDeque::new(),
                 active: Instant::now(),
+                provisional: false,
             });
         }
         let mut messages: Vec<ChatMessage> = self.backlog.drain(..).collect();
@@ -350,7 +392,9 @@ impl<C: Ord + Copy> Room<C> {
             by_owner.entry(owner).or_default().push(dm);
         }
         for (owner, mut dms) in by_owner {
-            let Some(member) = self.members.get_mut(&owner) else {
+            // A name claimed here unchecked may be someone else's: what the
+            // store holds for it is its owner's.
+            let Some(member) = self.members.get_mut(&owner).filter(|m| !m.provisional) else {
                 continue;
             };
             dms.extend(member.dms.drain(..));
@@ -379,19 +423,30 @@ impl<C: Ord + Copy> Room<C> {
     }
 
     /// Offline members (here and on every other node) with when each was
-    /// last active: those the chat may forget when over its budget.
+    /// last active: those the chat may forget when over its budget. Not a
+    /// provisional one: the store has neither its record nor its DMs yet.
     pub fn idle_members(&self) -> impl Iterator<Item = (&str, Instant)> {
         self.members
             .values()
-            .filter(|m| !m.online())
+            .filter(|m| !m.online() && !m.provisional)
             .map(|m| (m.user.name.as_str(), m.active))
+    }
+
+    /// True while a member's name waits for its claim (see
+    /// [`Member::provisional`]): the room is not in the store whole.
+    pub fn has_provisional(&self) -> bool {
+        self.members.values().any(|m| m.provisional)
     }
 
     /// Forgets an offline member and their DMs; returns the bytes freed.
     /// With a store they are still there, and read again when the name
     /// comes back; in memory only, the name is free again.
     pub fn forget_member(&mut self, name: &str) -> usize {
-        let Some(member) = self.members.get(name).filter(|m| !m.online()) else {
+        let Some(member) = self
+            .members
+            .get(name)
+            .filter(|m| !m.online() && !m.provisional)
+        else {
             return 0;
         };
         let freed = cost::member(member) + member.dms.iter().map(cost::dm).sum::<usize>();
@@ -524,6 +579,86 @@ mod tests {
         assert_eq!(ids, [3, 4, 5]);
         assert!(!room.insert_message(msg(1)), "older than all kept");
         assert_eq!(room.last_id(), 5);
+    }
+
+    #[test]
+    fn a_provisional_member_gets_no_dms_from_elsewhere() {
+        let mut room: Room<u32> = Room::new(10);
+        let (alice, _) = room
+            .join(conn(0), "alice", None, || "impostor".into())
+            .expect("new");
+        alice.provisional = true;
+        room.join(conn(1), "bob", None, || "tb".into())
+            .expect("new");
+        let dm = |id: u64, from: &str, to: &str| DirectMessage {
+            id,
+            from: from.into(),
+            to: to.into(),
+            text: format!("dm{id}"),
+            ts: 0,
+        };
+        // Said here during the outage: both parties keep it.
+        room.push_dm(&dm(1, "bob", "alice"));
+        // From another node, and from the store: the owner's, not hers.
+        room.push_remote_dm(&dm(2, "bob", "alice"));
+        room.merge(Loaded {
+            dms: vec![("alice".into(), dm(3, "carol", "alice"))],
+            ..Loaded::default()
+        });
+        let ids = |name: &str| -> Vec<u64> {
+            room.member(name)
+                .map_or(Vec::new(), |m| m.dms.iter().map(|d| d.id).collect())
+        };
+        assert_eq!(ids("alice"), [1]);
+        assert_eq!(ids("bob"), [1, 2]);
+    }
+
+    #[test]
+    fn a_provisional_name_is_handed_over_and_never_forgotten() {
+        let mut room: Room<u32> = Room::new(10);
+        let (alice, _) = room
+            .join(conn(0), "alice", None, || "impostor".into())
+            .expect("new");
+        alice.provisional = true;
+        room.join(conn(1), "bob", None, || "tb".into())
+            .expect("new");
+        room.push_dm(&DirectMessage {
+            id: 1,
+            from: "bob".into(),
+            to: "alice".into(),
+            text: "hi".into(),
+            ts: 0,
+        });
+        // Offline, but its record and DMs are in memory only: kept.
+        room.leave(conn(0), "alice");
+        assert!(room.idle_members().all(|(name, _)| name != "alice"));
+        assert_eq!(room.forget_member("alice"), 0);
+        assert!(room.has_provisional());
+        room.join(conn(2), "alice", Some("impostor"), || unreachable!())
+            .expect("her token");
+
+        let owner = "the-owner-s-longer-token".to_owned();
+        let status = Profile {
+            status: "owner".into(),
+            ..Profile::default()
+        };
+        let conns = room.hand_over("alice", owner.clone(), status.clone());
+        assert_eq!(conns.into_iter().collect::<Vec<_>>(), [conn(2)]);
+        let alice = room.member("alice").expect("the owner's record");
+        assert_eq!((&alice.token, &alice.user.profile), (&owner, &status));
+        assert!(alice.dms.is_empty() && alice.conns.is_empty() && !alice.provisional);
+        assert_eq!(room.member("bob").map(|m| m.dms.len()), Some(1));
+        assert!(!room.has_provisional());
+        // The count follows the new token and the DMs that went.
+        let counted = room.bytes();
+        room.recount();
+        assert_eq!(room.bytes(), counted);
+        // Only a provisional name is handed over.
+        assert!(
+            room.hand_over("bob", "x".into(), Profile::default())
+                .is_empty()
+        );
+        assert_eq!(room.member("bob").map(|m| m.token.as_str()), Some("tb"));
     }
 
     #[test]

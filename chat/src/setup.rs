@@ -17,6 +17,11 @@ use super::{Chat, ChatConfig, page};
 /// what a node does.
 const MIN_PRESENCE_TTL: Duration = Duration::from_millis(30);
 
+/// How long Redis may stay silent while the chat waits for a reply (an id,
+/// a claim) before it is treated as unreachable: every chat reply from a
+/// healthy Redis takes a few milliseconds.
+const STALL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Where the chat keeps its backlog.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -58,12 +63,15 @@ pub fn mount(
     }
     let redis = match &store.redis {
         Some(url) => {
-            // Every chat write is idempotent (ZADD scored by id, HSET, SADD,
-            // SET of the sequence), so what was in flight when Redis went
-            // away may safely be written again.
+            // Only the writes the store marks idempotent are sent again
+            // after a broken connection; ids and publishes are not (see
+            // `claim`, `Cluster::next_id`). A Redis silent for a second while
+            // a reply is awaited is stalled: the connection is dropped and
+            // the chat goes on from memory, as when Redis is unreachable,
+            // instead of holding every message until Redis resumes.
             let redis_config = RedisConfig::default()
                 .max_queued(store.redis_max_queued)
-                .retry_in_flight(true);
+                .command_timeout(Some(STALL_TIMEOUT));
             let bad = |e| pawl::Error::Config(format!("--redis {url}: {e}"));
             let client = RedisClient::connect(lp, url, redis_config).map_err(bad)?;
             info!("chat backlog in redis at {url}");

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use pawl::redis::resp::{Parser, Value, encode_command};
+use pawl::redis::resp::{Decoder, Value, encode_command};
 use slab::Slab;
 
 /// Unsent bytes to one worker above which messages to it are dropped
@@ -54,12 +54,14 @@ fn start_with(max_message: usize, max_queued: usize) -> io::Result<String> {
         peers: Slab::new(),
         channels: HashMap::new(),
         max_queued,
-        parser: Parser {
+        decoder: {
+            let mut decoder = Decoder::default();
             // A PUBLISH carries one message, its topic and a node id.
-            max_bulk: max_message.saturating_add(64 << 10),
-            max_array: 1 << 16,
-            max_depth: 2,
-            max_line: 1 << 10,
+            decoder.max_bulk = max_message.saturating_add(64 << 10);
+            decoder.max_array = 1 << 16;
+            decoder.max_depth = 2;
+            decoder.max_line = 1 << 10;
+            decoder
         },
     };
     std::thread::Builder::new()
@@ -89,7 +91,8 @@ struct Relay {
     channels: HashMap<Vec<u8>, BTreeSet<usize>>,
     /// [`MAX_QUEUED`], but for tests.
     max_queued: usize,
-    parser: Parser,
+    /// The limits every peer's decoder starts with.
+    decoder: Decoder,
 }
 
 /// One connection from a worker (each worker has two: one publishes, one
@@ -98,6 +101,7 @@ struct Peer {
     stream: TcpStream,
     addr: SocketAddr,
     input: Vec<u8>,
+    decoder: Decoder,
     out: Vec<u8>,
     /// `out[..written]` is sent.
     written: usize,
@@ -158,6 +162,7 @@ impl Relay {
                 stream,
                 addr,
                 input: Vec::new(),
+                decoder: self.decoder.clone(),
                 out: Vec::new(),
                 written: 0,
                 authed: false,
@@ -182,10 +187,11 @@ impl Relay {
         }
         let mut used = 0;
         loop {
-            let Some(peer) = self.peers.get(key) else {
+            let Some(peer) = self.peers.get_mut(key) else {
                 return;
             };
-            let command = match self.parser.parse(&peer.input[used..]) {
+            // Each peer's decoder goes on from where its last read stopped.
+            let command = match peer.decoder.decode(&peer.input[used..]) {
                 Ok(Some((command, n))) => {
                     used += n;
                     command
@@ -395,7 +401,7 @@ mod tests {
     use std::time::Duration;
 
     use pawl::redis::RedisUrl;
-    use pawl::redis::resp::{Parser, Value, encode_command};
+    use pawl::redis::resp::{Value, encode_command};
 
     /// A blocking RESP client over a real socket.
     struct Conn {
@@ -436,7 +442,7 @@ mod tests {
         fn next(&mut self) -> Value {
             let mut buf = [0u8; 64 << 10];
             loop {
-                if let Some((value, used)) = Parser::default().parse(&self.input).expect("resp") {
+                if let Some((value, used)) = pawl::redis::resp::decode(&self.input).expect("resp") {
                     self.input.drain(..used);
                     return value;
                 }

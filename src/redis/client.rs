@@ -87,22 +87,54 @@ impl RedisClient {
     /// [`RedisError::Server`] for an error reply, or the reason the command
     /// failed ([`RedisError::Disconnected`], [`RedisError::Timeout`],
     /// [`RedisError::Overflow`], [`RedisError::Closed`]).
+    ///
+    /// If the connection breaks (or stalls past
+    /// [`RedisConfig::command_timeout`]) after the command was written and
+    /// before its reply, it is not sent again unless
+    /// [`RedisConfig::retry_in_flight`] is set: Redis may have run it, and
+    /// only the caller knows whether running it twice is harmless. Use
+    /// [`RedisClient::command_idempotent`] for commands that are.
     pub fn command(
         &self,
         args: &[&[u8]],
         callback: impl FnOnce(&mut LoopHandle, Result<Value, RedisError>) + 'static,
     ) {
         self.conn
-            .command(args, ReplyTo::Callback(Box::new(callback)));
+            .command(args, ReplyTo::Callback(Box::new(callback)), false);
+    }
+
+    /// [`RedisClient::command`] for a command that is safe to run twice
+    /// (`SET`, `HSET`, `SADD`, `ZADD` of unique members, a read, a script
+    /// that recognises its own earlier run): if the connection breaks after
+    /// it was written and before its reply, it is sent again after the
+    /// reconnect instead of failing (at least once), and its callback gets
+    /// the reply of the run that answered.
+    pub fn command_idempotent(
+        &self,
+        args: &[&[u8]],
+        callback: impl FnOnce(&mut LoopHandle, Result<Value, RedisError>) + 'static,
+    ) {
+        self.conn
+            .command(args, ReplyTo::Callback(Box::new(callback)), true);
     }
 
     /// Queues a command without a callback (fire and forget): an error reply
-    /// or a failure is logged with `warn!`.
+    /// or a failure is logged. Like [`RedisClient::command`], it is not sent
+    /// again once written into a connection that broke.
     pub fn send(&self, args: &[&[u8]]) {
-        self.conn.command(args, ReplyTo::Log);
+        self.conn.command(args, ReplyTo::Log, false);
     }
 
-    /// True while the connection is up and past `AUTH`/`SELECT`.
+    /// [`RedisClient::send`] for a command that is safe to run twice: sent
+    /// again after a broken connection, as
+    /// [`RedisClient::command_idempotent`] is.
+    pub fn send_idempotent(&self, args: &[&[u8]]) {
+        self.conn.command(args, ReplyTo::Log, true);
+    }
+
+    /// True while the connection is up and Redis answered on it (`AUTH`,
+    /// `SELECT` and a `PING` are sent first on every connect): a stalled
+    /// Redis whose kernel still accepts connections is not connected.
     pub fn is_connected(&self) -> bool {
         self.conn.is_ready()
     }

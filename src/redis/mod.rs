@@ -5,7 +5,9 @@
 //!   replies matched to commands in order.
 //! - [`RedisSubscriber`]: pub/sub on a connection of its own, resubscribed
 //!   after every reconnect.
-//! - [`resp`]: the RESP2 codec (encoding commands, an incremental parser).
+//! - [`resp`]: RESP2: encoding commands, and a decoder that resumes across
+//!   reads and checks its limits before handing whole replies to the
+//!   `redis-protocol` crate.
 //!
 //! Both talk to Redis over a mio `TcpStream` registered on the reactor: the
 //! loop never blocks on Redis. Both live on the loop thread (`!Send`), are
@@ -23,11 +25,22 @@
 //! - **Not fully written** to the socket when it broke: Redis never executes
 //!   a partial command, so these go back to the front of the queue and are
 //!   sent after reconnect, exactly once.
-//! - **Written, no reply yet**: Redis may or may not have executed them, so
-//!   by default they are *not* retried; their callbacks get
-//!   [`RedisError::Disconnected`] (or [`RedisError::Timeout`]) and the caller
-//!   decides. With [`RedisConfig::retry_in_flight`] they are sent again
-//!   after reconnect instead (at-least-once, for idempotent commands).
+//! - **Written, no reply yet**: Redis may or may not have executed them (a
+//!   stalled Redis runs what sat in its socket buffer when it resumes, even
+//!   after pawl gave up on that connection), so by default they are *not*
+//!   retried; their callbacks get [`RedisError::Disconnected`] (or
+//!   [`RedisError::Timeout`]) and the caller decides. Commands issued with
+//!   [`RedisClient::command_idempotent`] or [`RedisClient::send_idempotent`]
+//!   (or every command, with [`RedisConfig::retry_in_flight`]) are sent
+//!   again after reconnect instead: at least once, for commands that are
+//!   safe to run twice.
+//!
+//! A connection is ready only once Redis has answered a `PING` on it, and
+//! a connection on which Redis stays silent for
+//! [`RedisConfig::command_timeout`] while replies are awaited is a stall:
+//! it is closed and treated like a broken one, so a hung Redis looks like
+//! an unreachable one ([`RedisClient::is_connected`] is false) instead of
+//! holding every command.
 //!
 //! The client reads before it writes, so a connection Redis closed is
 //! noticed before new commands are written into it; only commands written
@@ -101,17 +114,23 @@ pub struct RedisConfig {
     /// How long a TCP connect (plus `AUTH`/`SELECT`) may take before it is
     /// abandoned and retried. Default 5 s.
     pub connect_timeout: Duration,
-    /// How long the oldest command in flight may wait for its reply before
-    /// the connection is deemed dead, closed and reconnected (every command
-    /// in flight then fails with [`RedisError::Timeout`]). `None` disables
-    /// it: do that for long blocking commands such as `BLPOP`. Default 10 s.
+    /// How long Redis may stay silent while a reply is awaited (counted from
+    /// the later of the oldest command's sending and the last bytes read)
+    /// before the connection is deemed stalled, closed and reconnected:
+    /// commands in flight then fail with [`RedisError::Timeout`], or are
+    /// sent again if idempotent. It also bounds the `PING` that makes a new
+    /// connection ready. `None` disables it: do that for long blocking
+    /// commands such as `BLPOP`. Default 10 s; an application that goes on
+    /// without Redis when it is unreachable wants about a second.
     pub command_timeout: Option<Duration>,
-    /// Whether commands written but not answered when the connection broke
-    /// are sent again after reconnect (at-least-once: such a command may run
-    /// twice) instead of failing with [`RedisError::Disconnected`]. Turn it
-    /// on when every command is idempotent (`SET`, `HSET`, `SADD`, `ZADD`
-    /// with unique members, `PUBLISH` of deduplicated messages...). It keeps
-    /// the bytes of unanswered commands in memory. Default false.
+    /// Whether every command written but not answered when the connection
+    /// broke is sent again after reconnect (at-least-once: such a command
+    /// may run twice) instead of failing with [`RedisError::Disconnected`],
+    /// as if each were issued with [`RedisClient::command_idempotent`].
+    /// Turn it on only when every command is idempotent (`SET`, `HSET`,
+    /// `SADD`, `ZADD` with unique members...; not `INCR`, `PUBLISH`); mark
+    /// commands one by one otherwise. It keeps the bytes of unanswered
+    /// commands in memory. Default false.
     pub retry_in_flight: bool,
 }
 

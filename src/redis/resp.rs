@@ -1,22 +1,38 @@
 //! RESP2, the Redis serialization protocol: commands are encoded as arrays
-//! of bulk strings, and replies are parsed incrementally from a byte buffer.
+//! of bulk strings, and replies are decoded incrementally from a byte buffer.
+//!
+//! Decoding is in two steps. [`Decoder`] first finds where a reply ends,
+//! resuming where the previous call stopped (so a large reply arriving in
+//! many reads is scanned once, not from its start after every read), and
+//! enforces the limits a client needs against a hostile or broken server:
+//! bulk and array lengths, nesting depth, line length, all checked before
+//! anything is allocated. Only once a whole reply is in the buffer is it
+//! decoded, in one pass, by the `redis-protocol` crate (RESP2, sans-IO),
+//! whose parser has no limits of its own: its recursion follows the
+//! nesting it is given, so it must never see more than the scan allowed.
 //!
 //! # Examples
 //!
 //! ```
-//! use pawl::redis::resp::{encode_command, Parser, Value};
+//! use pawl::redis::resp::{encode_command, Decoder, Value};
 //!
 //! let mut out = Vec::new();
 //! encode_command(&mut out, &[b"GET", b"key"]);
 //! assert_eq!(out, b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n");
 //!
-//! let parser = Parser::default();
-//! assert_eq!(parser.parse(b"$5\r\nhel")?, None); // partial: wait for more
-//! assert_eq!(parser.parse(b"$5\r\nhello\r\n")?, Some((Value::Bulk(b"hello".to_vec()), 11)));
+//! let mut decoder = Decoder::default();
+//! assert_eq!(decoder.decode(b"$5\r\nhel")?, None); // partial: wait for more
+//! assert_eq!(decoder.decode(b"$5\r\nhello\r\n")?, Some((Value::Bulk(b"hello".to_vec()), 11)));
 //! # Ok::<(), pawl::redis::resp::ParseError>(())
 //! ```
 
 use std::fmt;
+
+use redis_protocol::resp2::types::RangeFrame;
+
+mod scan;
+
+use scan::{Limits, Scan};
 
 /// A RESP2 reply.
 #[derive(Clone, PartialEq, Eq)]
@@ -133,7 +149,7 @@ fn write_len(out: &mut Vec<u8>, prefix: u8, len: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Why a reply could not be parsed. The connection it came from cannot be
+/// Why a reply could not be decoded. The connection it came from cannot be
 /// trusted any more and is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -147,25 +163,34 @@ pub enum ParseError {
     /// A line not ended by CRLF, or a bulk string not followed by CRLF.
     #[error("missing CRLF")]
     MissingCrlf,
-    /// A bulk string longer than [`Parser::max_bulk`].
+    /// A bulk string longer than [`Decoder::max_bulk`].
     #[error("bulk string of {0} bytes exceeds the limit")]
     BulkTooLong(i64),
-    /// An array longer than [`Parser::max_array`].
+    /// An array longer than [`Decoder::max_array`].
     #[error("array of {0} elements exceeds the limit")]
     ArrayTooLong(i64),
-    /// Arrays nested deeper than [`Parser::max_depth`].
+    /// Arrays nested deeper than [`Decoder::max_depth`].
     #[error("arrays nested too deep")]
     TooDeep,
     /// A simple string, error or number line longer than
-    /// [`Parser::max_line`].
+    /// [`Decoder::max_line`].
     #[error("line too long")]
     LineTooLong,
+    /// The decoder refused a reply the scan had accepted (a bug of one of
+    /// the two, reported rather than trusted).
+    #[error("malformed reply: {0}")]
+    Malformed(String),
 }
 
-/// An incremental RESP2 parser with limits. It keeps no state between calls:
-/// give it the whole unconsumed buffer each time.
-#[derive(Debug, Clone, Copy)]
-pub struct Parser {
+/// An incremental RESP2 decoder with limits.
+///
+/// Give [`Decoder::decode`] the whole unconsumed buffer each time, the same
+/// bytes as before and maybe more at the end: it goes on from where the
+/// last call stopped. Once it returns a value, the caller drops that many
+/// bytes from the front and the next call starts a new reply. After an
+/// error, or to decode an unrelated buffer, call [`Decoder::reset`].
+#[derive(Debug, Clone)]
+pub struct Decoder {
     /// Longest bulk string accepted, in bytes. Default 512 MiB (Redis' own
     /// `proto-max-bulk-len`).
     pub max_bulk: usize,
@@ -175,121 +200,82 @@ pub struct Parser {
     pub max_depth: usize,
     /// Longest simple string, error or number line. Default 64 KiB.
     pub max_line: usize,
+    scan: Scan,
 }
 
-impl Default for Parser {
+impl Default for Decoder {
     fn default() -> Self {
-        Parser {
+        Decoder {
             max_bulk: 512 << 20,
             max_array: 16 << 20,
             max_depth: 32,
             max_line: 64 << 10,
+            scan: Scan::default(),
         }
     }
 }
 
 type Step<T> = Result<Option<(T, usize)>, ParseError>;
 
-impl Parser {
-    /// Parses one value from the start of `buf`. Returns `Ok(None)` when
-    /// `buf` holds only part of a value (read more and call again with the
-    /// longer buffer), or the value and how many bytes it took.
-    pub fn parse(&self, buf: &[u8]) -> Step<Value> {
-        self.value(buf, 0)
+impl Decoder {
+    /// Decodes one reply from the start of `buf`. Returns `Ok(None)` when
+    /// `buf` holds only part of a reply (read more and call again with the
+    /// longer buffer), or the reply and how many bytes it took.
+    pub fn decode(&mut self, buf: &[u8]) -> Step<Value> {
+        let limits = Limits {
+            max_bulk: self.max_bulk,
+            max_array: self.max_array,
+            max_depth: self.max_depth,
+            max_line: self.max_line,
+        };
+        let end = match self.scan.advance(buf, &limits) {
+            Ok(Some(end)) => end,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.reset();
+                return Err(e);
+            }
+        };
+        self.reset();
+        let whole = &buf[..end];
+        match redis_protocol::resp2::decode::decode_range(whole) {
+            Ok(Some((frame, used))) if used == end => Ok(Some((value(whole, frame), end))),
+            Ok(other) => Err(ParseError::Malformed(format!(
+                "a reply of {end} bytes decoded as {:?} bytes",
+                other.map(|(_, used)| used)
+            ))),
+            Err(e) => Err(ParseError::Malformed(e.to_string())),
+        }
     }
 
-    fn value(&self, buf: &[u8], depth: usize) -> Step<Value> {
-        let Some(&kind) = buf.first() else {
-            return Ok(None);
-        };
-        if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
-            return Err(ParseError::UnknownType(kind));
-        }
-        let Some((line, mut used)) = self.line(&buf[1..])? else {
-            return Ok(None);
-        };
-        used += 1;
-        let value = match kind {
-            b'+' => Value::Simple(String::from_utf8_lossy(line).into_owned()),
-            b'-' => Value::Error(String::from_utf8_lossy(line).into_owned()),
-            b':' => Value::Int(number(line)?),
-            b'$' => {
-                let len = number(line)?;
-                if len < 0 {
-                    if len != -1 {
-                        return Err(ParseError::BadNumber(len.to_string()));
-                    }
-                    return Ok(Some((Value::Nil, used)));
-                }
-                if len as u64 > self.max_bulk as u64 {
-                    return Err(ParseError::BulkTooLong(len));
-                }
-                let len = len as usize;
-                let rest = &buf[used..];
-                if rest.len() < len + 2 {
-                    return Ok(None);
-                }
-                if &rest[len..len + 2] != b"\r\n" {
-                    return Err(ParseError::MissingCrlf);
-                }
-                return Ok(Some((Value::Bulk(rest[..len].to_vec()), used + len + 2)));
-            }
-            b'*' => {
-                let len = number(line)?;
-                if len < 0 {
-                    if len != -1 {
-                        return Err(ParseError::BadNumber(len.to_string()));
-                    }
-                    return Ok(Some((Value::Nil, used)));
-                }
-                if len as u64 > self.max_array as u64 {
-                    return Err(ParseError::ArrayTooLong(len));
-                }
-                if depth >= self.max_depth {
-                    return Err(ParseError::TooDeep);
-                }
-                // Not `with_capacity(len)`: a hostile length must not
-                // allocate before the elements actually arrive.
-                let mut items = Vec::with_capacity((len as usize).min(1024));
-                for _ in 0..len {
-                    match self.value(&buf[used..], depth + 1)? {
-                        Some((item, n)) => {
-                            items.push(item);
-                            used += n;
-                        }
-                        None => return Ok(None),
-                    }
-                }
-                Value::Array(items)
-            }
-            other => return Err(ParseError::UnknownType(other)),
-        };
-        Ok(Some((value, used)))
-    }
-
-    /// The line before the first CRLF and the bytes it took with its CRLF.
-    fn line<'a>(&self, buf: &'a [u8]) -> Step<&'a [u8]> {
-        let window = &buf[..buf.len().min(self.max_line + 2)];
-        match window.iter().position(|&b| b == b'\n') {
-            Some(0) => Err(ParseError::MissingCrlf),
-            Some(nl) if buf[nl - 1] == b'\r' => Ok(Some((&buf[..nl - 1], nl + 1))),
-            Some(_) => Err(ParseError::MissingCrlf),
-            // At most `max_line` bytes, then CRLF: a longer prefix without a
-            // newline, or a byte other than CR right after the limit, is over.
-            None if buf.len() >= self.max_line + 2 => Err(ParseError::LineTooLong),
-            None if buf.len() > self.max_line && buf[self.max_line] != b'\r' => {
-                Err(ParseError::LineTooLong)
-            }
-            None => Ok(None),
-        }
+    /// Forgets a reply in progress.
+    pub fn reset(&mut self) {
+        self.scan.reset();
     }
 }
 
-fn number(line: &[u8]) -> Result<i64, ParseError> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| ParseError::BadNumber(String::from_utf8_lossy(line).into_owned()))
+/// Decodes one reply from the start of `buf` with the default limits, as a
+/// fresh [`Decoder`] would: the entry point for fuzzing (a prefix of a
+/// reply must decode to `Ok(None)`, never to a value or an error).
+pub fn decode(buf: &[u8]) -> Step<Value> {
+    Decoder::default().decode(buf)
+}
+
+/// The crate's frame, its ranges read from `buf`. Recursion is bounded by
+/// [`Decoder::max_depth`], which the scan enforced.
+fn value(buf: &[u8], frame: RangeFrame) -> Value {
+    let text =
+        |(start, end): (usize, usize)| String::from_utf8_lossy(&buf[start..end]).into_owned();
+    match frame {
+        RangeFrame::SimpleString(range) => Value::Simple(text(range)),
+        RangeFrame::Error(range) => Value::Error(text(range)),
+        RangeFrame::Integer(i) => Value::Int(i),
+        RangeFrame::BulkString((start, end)) => Value::Bulk(buf[start..end].to_vec()),
+        RangeFrame::Array(items) => {
+            Value::Array(items.into_iter().map(|item| value(buf, item)).collect())
+        }
+        RangeFrame::Null => Value::Nil,
+    }
 }
 
 #[cfg(test)]

@@ -106,6 +106,21 @@ impl RedisServer {
         }
     }
 
+    /// Resumes a server stopped by [`RedisServer::freeze`] (SIGCONT): it
+    /// then runs what its clients wrote meanwhile.
+    pub fn thaw(&self) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+            assert_eq!(
+                rc,
+                0,
+                "SIGCONT redis-server: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
     /// Starts the server again on the same port (empty: no persistence),
     /// waiting until it answers PING.
     #[track_caller]

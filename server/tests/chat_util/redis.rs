@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::TIMEOUT;
@@ -57,6 +58,74 @@ impl Redis {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops it with SIGSTOP: its connections stay open and it answers
+    /// nothing (a hung Redis) until [`Redis::thaw`].
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Resumes it with SIGCONT: it then runs what its clients wrote
+    /// meanwhile, even on connections they have closed since.
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            assert_eq!(
+                rc,
+                0,
+                "kill redis-server: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// Subscribes to `channels` on one connection of its own and keeps
+    /// everything published on them, from the moment this returns, in the
+    /// order Redis ran the publishes.
+    #[track_caller]
+    pub fn listen(&self, channels: &[&str]) -> Listener {
+        use std::io::Read;
+
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let mut subscribe = vec!["SUBSCRIBE"];
+        subscribe.extend_from_slice(channels);
+        stream.write_all(&encode(&subscribe)).expect("SUBSCRIBE");
+        // The last confirmation ends with the count of subscriptions.
+        let last = format!(":{}\r\n", channels.len());
+        let mut confirmation = Vec::new();
+        let mut buf = [0u8; 1024];
+        let end = loop {
+            let at = confirmation
+                .windows(last.len())
+                .position(|w| w == last.as_bytes());
+            if let Some(at) = at {
+                break at + last.len();
+            }
+            let n = stream.read(&mut buf).expect("SUBSCRIBE confirmation");
+            assert!(n > 0, "redis closed the subscription");
+            confirmation.extend_from_slice(&buf[..n]);
+        };
+        // Publishes that came in the same read as the confirmation.
+        let seen = Arc::new(Mutex::new(confirmation.split_off(end)));
+        let (mut reader, kept) = (stream.try_clone().expect("clone"), Arc::clone(&seen));
+        // Read until the listener is dropped (which shuts the socket down).
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.lock().expect("seen").extend_from_slice(&buf[..n]);
+            }
+        });
+        Listener { stream, seen }
     }
 
     /// Starts it (again) on the same port and waits for PING.
@@ -229,6 +298,39 @@ fn encode(args: &[&str]) -> Vec<u8> {
         out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
     }
     out.into_bytes()
+}
+
+/// Everything published on some channels since [`Redis::listen`].
+pub struct Listener {
+    stream: TcpStream,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Listener {
+    /// How many times `needle` occurs in what was published.
+    pub fn count(&self, needle: &str) -> usize {
+        let seen = self.seen.lock().expect("seen");
+        seen.windows(needle.len())
+            .filter(|w| *w == needle.as_bytes())
+            .count()
+    }
+
+    /// Waits until `needle` was published.
+    #[track_caller]
+    pub fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.count(needle) == 0 {
+            assert!(Instant::now() < deadline, "{needle:?} was never published");
+            // Another thread fills `seen`: nothing to block on here.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl Drop for Redis {

@@ -110,8 +110,9 @@ impl Inner {
         }
     }
 
-    /// TCP is up: send `AUTH`/`SELECT`, or go straight to ready.
-    pub(super) fn connected(&mut self, reactor: &mut LoopHandle, deliveries: &mut Vec<Delivery>) {
+    /// TCP is up: send `AUTH`/`SELECT` and a `PING`; the connection is
+    /// ready once they are answered.
+    pub(super) fn connected(&mut self) {
         if let Some(stream) = &self.stream {
             // Small commands must not wait for Nagle.
             let _ = stream.set_nodelay(true);
@@ -130,19 +131,37 @@ impl Inner {
         if let Some(db) = url.db {
             self.push_internal(&[b"SELECT", db.to_string().as_bytes()], "SELECT");
         }
-        if self.in_flight.is_empty() {
-            self.become_ready(reactor, deliveries);
-        }
+        // Ready means Redis answered, not only that its kernel accepted the
+        // connection: a stopped Redis (SIGSTOP, a hung host) accepts TCP
+        // connections and never replies, and callers that go on without
+        // Redis while it is not ready must not wait for it then.
+        self.push_internal(&[b"PING"], "PING");
     }
 
     pub(super) fn push_internal(&mut self, args: &[&[u8]], what: &'static str) {
         let start = self.out_base + self.out.len() as u64;
         encode_command(&mut self.out, args);
+        self.push_in_flight(Reply::Handshake(what), start, false, Instant::now());
+    }
+
+    /// Records a command whose bytes were just appended to `out` from
+    /// `start` on.
+    pub(super) fn push_in_flight(
+        &mut self,
+        reply: Reply,
+        start: u64,
+        replay: bool,
+        sent_at: Instant,
+    ) {
+        if replay {
+            self.replay_starts.push_back(start);
+        }
         self.in_flight.push_back(InFlight {
-            reply: Reply::Handshake(what),
+            reply,
             start,
             end: self.out_base + self.out.len() as u64,
-            sent_at: Instant::now(),
+            sent_at,
+            replay,
         });
     }
 
@@ -177,12 +196,7 @@ impl Inner {
         for queued in std::mem::take(&mut self.queue) {
             let start = self.out_base + self.out.len() as u64;
             self.out.extend_from_slice(&queued.bytes);
-            self.in_flight.push_back(InFlight {
-                reply: Reply::User(queued.reply),
-                start,
-                end: self.out_base + self.out.len() as u64,
-                sent_at: now,
-            });
+            self.push_in_flight(Reply::User(queued.reply), start, queued.replay, now);
         }
         if let Kind::Subscriber(subs) = &self.kind {
             for (name, map) in [
@@ -209,7 +223,8 @@ impl Inner {
             return;
         }
         if let Some(oldest) = self.in_flight.front() {
-            let after = (oldest.sent_at + timeout).saturating_duration_since(Instant::now());
+            let after = (oldest.sent_at.max(self.last_read) + timeout)
+                .saturating_duration_since(Instant::now());
             self.command_timer = Some(self.add_timer(reactor, after, Timer::Command));
         }
     }
@@ -235,18 +250,22 @@ impl Inner {
         {
             reactor.cancel_timer(timer);
         }
-        self.rbuf = Vec::new();
+        self.input.clear();
         let written = self.out_base + self.out_pos as u64;
         let mut resend = Vec::new();
         let mut failed = 0usize;
+        self.replay_starts.clear();
         for command in std::mem::take(&mut self.in_flight) {
             let Reply::User(reply) = command.reply else {
                 continue;
             };
             // Redis drops a partial command with its connection, so one not
-            // fully written was not executed and is safe to send again; a
-            // written one only if the caller accepts at-least-once.
-            let unwritten = if command.end > written || self.config.retry_in_flight {
+            // fully written was not executed and is safe to send again. A
+            // written one may have run (a stalled Redis runs what sat in
+            // its socket buffer when it resumes, even after this side
+            // closed): it is sent again only if the caller said it is
+            // idempotent; otherwise it fails and the caller decides.
+            let unwritten = if command.end > written || command.replay {
                 let start = command.start.checked_sub(self.out_base);
                 let end = command.end.checked_sub(self.out_base);
                 start
@@ -259,6 +278,7 @@ impl Inner {
                 Some(bytes) => resend.push(Queued {
                     bytes: bytes.to_vec(),
                     reply,
+                    replay: command.replay,
                 }),
                 None => {
                     failed += 1;

@@ -17,7 +17,8 @@
 //!   tick hook) and running the collected callbacks.
 //! - `lifecycle.rs`: connect, `AUTH`/`SELECT`, ready, the bounded queue,
 //!   and what happens to each command when a connection ends.
-//! - `socket.rs`: reading and parsing replies, writing the output buffer.
+//! - `socket.rs`: reading replies, writing the output buffer.
+//! - `input.rs`: the bytes read and the decoder that resumes over them.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -31,14 +32,17 @@ use log::{debug, warn};
 use mio::event::Event;
 use mio::net::TcpStream;
 
-use super::resp::{Parser, encode_command};
+use super::resp::encode_command;
 use super::subscriber::MessageCallback;
 use super::{RedisConfig, RedisError, RedisUrl, Value};
 use crate::guard;
 use crate::reactor::{Handle, LoopHandle, PostAction, SourceId, TimerId, sub_key};
 
+mod input;
 mod lifecycle;
 mod socket;
+
+use input::Input;
 
 /// A command's reply callback.
 pub(crate) type Callback = Box<dyn FnOnce(&mut LoopHandle, Result<Value, RedisError>)>;
@@ -85,8 +89,6 @@ impl Subscriptions {
     }
 }
 
-/// A read chunk; also the most read per `read` call.
-const READ_CHUNK: usize = 64 * 1024;
 /// Most reads per readiness event before yielding to the rest of the loop.
 const READ_BUDGET: usize = 64;
 /// Written output is dropped from the buffer's front once this much of it
@@ -117,6 +119,9 @@ struct InFlight {
     end: u64,
     /// When it was handed to the output buffer.
     sent_at: Instant,
+    /// Whether it may be sent again if the connection breaks before its
+    /// reply (the caller said it is idempotent).
+    replay: bool,
 }
 
 enum Reply {
@@ -129,6 +134,8 @@ enum Reply {
 struct Queued {
     bytes: Vec<u8>,
     reply: ReplyTo,
+    /// See [`InFlight::replay`].
+    replay: bool,
 }
 
 /// A callback to run once the state is no longer borrowed.
@@ -156,7 +163,7 @@ impl fmt::Display for Lost {
             Lost::Io(e) => write!(f, "I/O error: {e}"),
             Lost::Eof => f.write_str("closed by the server"),
             Lost::Protocol(e) => write!(f, "protocol error: {e}"),
-            Lost::Timeout => f.write_str("no reply within the command timeout"),
+            Lost::Timeout => f.write_str("no reply within the command timeout: a stall"),
             Lost::ConnectTimeout => f.write_str("connect timed out"),
             Lost::Handshake(e) => write!(f, "AUTH/SELECT refused: {e}"),
             Lost::Closed => f.write_str("closed by the client"),
@@ -187,7 +194,6 @@ struct Inner {
     addrs: Vec<SocketAddr>,
     next_addr: usize,
     config: RedisConfig,
-    parser: Parser,
     handle: Handle,
     handler: SourceId,
     kind: Kind,
@@ -196,12 +202,19 @@ struct Inner {
     /// Sub-token of the current stream, so events of an old one are ignored.
     generation: u32,
     writable_interest: bool,
-    rbuf: Vec<u8>,
+    /// Bytes read and not yet decoded.
+    input: Input,
     out: Vec<u8>,
     out_pos: usize,
     /// Absolute stream offset of `out[0]`.
     out_base: u64,
     in_flight: VecDeque<InFlight>,
+    /// The `start` of every replayable command in `in_flight`, in order:
+    /// their bytes are kept in `out` until their replies arrive.
+    replay_starts: VecDeque<u64>,
+    /// The last time bytes came from Redis: the command timeout counts
+    /// silence, so a large reply still arriving is not cut off.
+    last_read: Instant,
     queue: VecDeque<Queued>,
     /// Failures to report at the end of the turn (overflow, closed).
     failed: Vec<(Callback, RedisError)>,
@@ -268,7 +281,6 @@ impl Conn {
                     next_addr: 0,
                     backoff: config.reconnect_min,
                     config,
-                    parser: Parser::default(),
                     handle: reactor.handle(),
                     handler,
                     kind,
@@ -276,11 +288,13 @@ impl Conn {
                     stream: None,
                     generation: 0,
                     writable_interest: false,
-                    rbuf: Vec::new(),
+                    input: Input::default(),
                     out: Vec::new(),
                     out_pos: 0,
                     out_base: 0,
                     in_flight: VecDeque::new(),
+                    replay_starts: VecDeque::new(),
+                    last_read: Instant::now(),
                     queue: VecDeque::new(),
                     failed: Vec::new(),
                     reconnect_timer: None,
@@ -308,26 +322,27 @@ impl Conn {
     }
 
     /// Queues or buffers a command; never runs a callback.
-    pub(crate) fn command(&self, args: &[&[u8]], reply: ReplyTo) {
+    /// `replay`: the caller says the command is idempotent, so it may be
+    /// sent again after a connection broke before its reply.
+    pub(crate) fn command(&self, args: &[&[u8]], reply: ReplyTo, replay: bool) {
         let mut inner = self.inner.borrow_mut();
+        let replay = replay || inner.config.retry_in_flight;
         match inner.state {
             State::Ready => {
                 let inner = &mut *inner;
                 let start = inner.out_base + inner.out.len() as u64;
                 encode_command(&mut inner.out, args);
-                let end = inner.out_base + inner.out.len() as u64;
-                inner.in_flight.push_back(InFlight {
-                    reply: Reply::User(reply),
-                    start,
-                    end,
-                    sent_at: Instant::now(),
-                });
+                inner.push_in_flight(Reply::User(reply), start, replay, Instant::now());
             }
             State::Closed => inner.fail_later(reply, RedisError::Closed),
             State::Waiting | State::Connecting | State::Handshaking => {
                 let mut bytes = Vec::new();
                 encode_command(&mut bytes, args);
-                inner.enqueue(Queued { bytes, reply });
+                inner.enqueue(Queued {
+                    bytes,
+                    reply,
+                    replay,
+                });
             }
         }
         inner.wake();
@@ -481,7 +496,9 @@ impl Conn {
                 Timer::Command => {
                     inner.command_timer = None;
                     let expired = match (inner.config.command_timeout, inner.in_flight.front()) {
-                        (Some(timeout), Some(oldest)) => oldest.sent_at + timeout <= Instant::now(),
+                        (Some(timeout), Some(oldest)) => {
+                            oldest.sent_at.max(inner.last_read) + timeout <= Instant::now()
+                        }
                         _ => false,
                     };
                     if expired {

@@ -1,14 +1,13 @@
 //! Socket I/O of a connection: connect completion, reading and parsing
 //! replies, writing the output buffer.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::time::Instant;
 
 use log::{trace, warn};
 use mio::Interest;
 
-use super::{
-    COMPACT_AT, Delivery, Inner, Kind, Lost, READ_BUDGET, READ_CHUNK, Reply, ReplyTo, State, push,
-};
+use super::{COMPACT_AT, Delivery, Inner, Kind, Lost, READ_BUDGET, Reply, ReplyTo, State, push};
 use crate::reactor::LoopHandle;
 use crate::redis::{RedisError, Value};
 
@@ -18,7 +17,7 @@ impl Inner {
         if self.state == State::Connecting {
             match self.check_connected() {
                 Ok(false) => return,
-                Ok(true) => self.connected(reactor, deliveries),
+                Ok(true) => self.connected(),
                 Err(e) => return self.disconnect(reactor, Lost::Io(e), deliveries),
             }
         }
@@ -59,14 +58,12 @@ impl Inner {
             let Some(stream) = self.stream.as_mut() else {
                 return Ok(());
             };
-            let start = self.rbuf.len();
-            self.rbuf.resize(start + READ_CHUNK, 0);
-            let result = stream.read(&mut self.rbuf[start..]);
-            let n = *result.as_ref().unwrap_or(&0);
-            self.rbuf.truncate(start + n);
-            match result {
+            match self.input.read_from(stream) {
                 Ok(0) => return Err(Lost::Eof),
-                Ok(_) => self.parse_replies(reactor, deliveries)?,
+                Ok(_) => {
+                    self.last_read = Instant::now();
+                    self.parse_replies(reactor, deliveries)?;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Lost::Io(e)),
@@ -93,22 +90,16 @@ impl Inner {
         reactor: &mut LoopHandle,
         deliveries: &mut Vec<Delivery>,
     ) -> Result<(), Lost> {
-        let mut used = 0;
-        let result = loop {
-            match self.parser.parse(&self.rbuf[used..]) {
-                Ok(Some((value, n))) => {
-                    used += n;
+        loop {
+            match self.input.next_reply() {
+                Ok(Some(value)) => {
                     trace!("redis {}: reply {value:?}", self.peer);
-                    if let Err(lost) = self.on_reply(value, reactor, deliveries) {
-                        break Err(lost);
-                    }
+                    self.on_reply(value, reactor, deliveries)?;
                 }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(Lost::Protocol(e.to_string())),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Lost::Protocol(e.to_string())),
             }
-        };
-        self.rbuf.drain(..used);
-        result
+        }
     }
 
     pub(super) fn on_reply(
@@ -129,6 +120,9 @@ impl Inner {
         let Some(command) = self.in_flight.pop_front() else {
             return Ok(());
         };
+        if command.replay {
+            self.replay_starts.pop_front();
+        }
         match command.reply {
             Reply::Handshake(what) => {
                 if let Value::Error(e) = value {
@@ -199,16 +193,16 @@ impl Inner {
 
     /// The absolute offset from which output must be kept because it may
     /// have to be sent again after a reconnect: the first command not fully
-    /// written, or with `retry_in_flight` the oldest one without a reply.
+    /// written, or the oldest replayable one without a reply.
     pub(super) fn keep_from(&self) -> u64 {
         let written = self.out_base + self.out_pos as u64;
-        let first = if self.config.retry_in_flight {
-            self.in_flight.front()
-        } else {
-            let first_partial = self.in_flight.partition_point(|c| c.end <= written);
-            self.in_flight.get(first_partial)
-        };
-        first.map_or(written, |c| c.start.min(written))
+        let first_partial = self.in_flight.partition_point(|c| c.end <= written);
+        let unwritten = self.in_flight.get(first_partial).map(|c| c.start);
+        let replayable = self.replay_starts.front().copied();
+        [unwritten, replayable]
+            .into_iter()
+            .flatten()
+            .fold(written, u64::min)
     }
 
     /// Drops written bytes from the front of the buffer, keeping what

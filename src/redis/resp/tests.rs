@@ -1,7 +1,7 @@
 use super::*;
 
 fn parse(buf: &[u8]) -> Step<Value> {
-    Parser::default().parse(buf)
+    decode(buf)
 }
 
 fn bulk(s: &str) -> Value {
@@ -136,14 +136,25 @@ fn garbage_is_an_error_not_a_panic() {
     }
 }
 
+/// A decoder used for one buffer at a time, as `decode` is.
+struct Limited(Decoder);
+
+impl Limited {
+    fn parse(&self, buf: &[u8]) -> Step<Value> {
+        self.0.clone().decode(buf)
+    }
+}
+
 #[test]
 fn limits_are_enforced_before_allocating() {
-    let parser = Parser {
+    let limited = Decoder {
         max_bulk: 10,
         max_array: 3,
         max_depth: 2,
         max_line: 8,
+        ..Decoder::default()
     };
+    let parser = Limited(limited);
     assert_eq!(parser.parse(b"$11\r\n"), Err(ParseError::BulkTooLong(11)));
     assert!(parser.parse(b"$10\r\n").unwrap().is_none());
     assert_eq!(parser.parse(b"*4\r\n"), Err(ParseError::ArrayTooLong(4)));
@@ -231,4 +242,81 @@ fn helpers() {
         format!("{:?}", Value::Bulk(b"a\n".to_vec())),
         "Bulk(b\"a\\n\")"
     );
+}
+
+/// Feeds `wire` to one decoder in pieces of `piece` bytes, the way the
+/// client reads: the decoder sees the growing buffer and resumes.
+fn feed_in_pieces(wire: &[u8], piece: usize) -> Vec<Value> {
+    let mut decoder = Decoder::default();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    for chunk in wire.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        while let Some((value, n)) = decoder.decode(&buf).unwrap() {
+            got.push(value);
+            buf.drain(..n);
+        }
+    }
+    assert!(buf.is_empty(), "{} bytes left over", buf.len());
+    got
+}
+
+#[test]
+fn a_large_bulk_reply_in_many_small_pieces_decodes_whole() {
+    // 3 MiB of every byte value, CRLFs included, then a small reply behind
+    // it in the same stream.
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let mut wire = Vec::new();
+    encode_command(&mut wire, &[&payload]);
+    wire.extend_from_slice(b":7\r\n");
+    for piece in [1000, 4096, 65536] {
+        let got = feed_in_pieces(&wire, piece);
+        assert_eq!(got.len(), 2, "pieces of {piece}");
+        assert_eq!(got[0], Value::Array(vec![Value::Bulk(payload.clone())]));
+        assert_eq!(got[1], Value::Int(7));
+    }
+}
+
+#[test]
+fn a_large_array_in_pieces_decodes_whole_and_the_decoder_resumes() {
+    // An HGETALL-like reply of 20,000 pairs, fed 1,000 bytes at a time
+    // and byte by byte for its first part.
+    let items: Vec<Vec<u8>> = (0..40_000)
+        .map(|i| format!("field-{i}").into_bytes())
+        .collect();
+    let args: Vec<&[u8]> = items.iter().map(|i| i.as_slice()).collect();
+    let mut wire = Vec::new();
+    encode_command(&mut wire, &args);
+    let expected = Value::Array(items.iter().map(|i| Value::Bulk(i.clone())).collect());
+    assert_eq!(feed_in_pieces(&wire, 1000), std::slice::from_ref(&expected));
+    assert_eq!(feed_in_pieces(&wire, 1), [expected]);
+}
+
+#[test]
+fn a_resumed_decoder_finds_the_same_errors() {
+    // Errors after a good start, found whatever the piece size.
+    let cases: &[&[u8]] = &[
+        b"*3\r\n$3\r\nabc\r\n$3\r\nabcXY",
+        b"*2\r\n:1\r\n?\r\n",
+        b"*2\r\n*2\r\n:1\r\n:x\r\n",
+    ];
+    for case in cases {
+        for piece in 1..case.len() {
+            let mut decoder = Decoder::default();
+            let mut buf = Vec::new();
+            let mut failed = false;
+            for chunk in case.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                match decoder.decode(&buf) {
+                    Ok(None) => {}
+                    Ok(Some(v)) => panic!("{} gave {v:?}", case.escape_ascii()),
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            assert!(failed, "{} in pieces of {piece}", case.escape_ascii());
+        }
+    }
 }
