@@ -66,6 +66,9 @@ mod connection;
 mod echo;
 mod error;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod handles;
 mod handshake;

@@ -194,7 +194,7 @@ impl Chat {
         session: &mut Session,
         text: &str,
     ) {
-        let request = match serde_json::from_str::<ClientMessage>(text) {
+        let request = match ClientMessage::parse(text) {
             Ok(request) => request,
             Err(e) => {
                 let what = format!("not a chat message: {e}");

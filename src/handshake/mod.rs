@@ -270,6 +270,14 @@ mod tests {
         expect_status("POST /echo HTTP/1.1\r\n\r\n", 405);
         expect_status("\x16\x03\x01garbage\r\n\r\n", 400);
         expect_status("GET / HTTP/1.1\r\n\r\n", 200);
+        // RFC 6455 §4.2.1 requires `Host`; found by the `handshake` fuzz
+        // target, as were the two below (tungstenite refuses them).
+        expect_status(&UPGRADE.replace("Host: h\r\n", ""), 400);
+        expect_status(&UPGRADE.replace("/echo?x=1", "/ec`ho"), 400);
+        expect_status(
+            &UPGRADE.replace("Connection: Upgrade", "Connection: Upgrade, \u{e9}"),
+            400,
+        );
     }
 
     #[test]
