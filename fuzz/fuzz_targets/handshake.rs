@@ -10,7 +10,9 @@
 //!   RFC 6455 §4.2.1 requires, its path is a WebSocket route and its origin
 //!   is allowed there; the two 101s carry the same accept key, and the
 //!   request ends at the same byte;
-//! - an upgrade request cut short is only ever "incomplete".
+//! - an upgrade request cut short is only ever "incomplete";
+//! - the same holds for the upgrade rules without routes
+//!   (`pawl::upgrade_response`).
 
 #![no_main]
 
@@ -28,6 +30,7 @@ fuzz_target!(|input: &[u8]| {
     check_response(&ours, &out);
 
     let theirs = Request::try_parse(input);
+    upgrade_alone(input, &theirs);
     match (&ours, &theirs) {
         (Handshake::Partial, Ok(None)) => return,
         (Handshake::Partial, _) => panic!("pawl waits, tungstenite: {theirs:?}"),
@@ -47,6 +50,8 @@ fuzz_target!(|input: &[u8]| {
         (Handshake::Upgrade { consumed, path }, Some((len, request, response))) => {
             assert_eq!(*consumed, len, "where the request ends");
             assert_eq!(path, request.uri().path(), "the path");
+            let hosts = request.headers().get_all("host").iter().count();
+            assert_eq!(hosts, 1, "upgraded with {hosts} Host headers");
             let key = |text: &[u8]| {
                 let text = String::from_utf8_lossy(text).to_ascii_lowercase();
                 let at = text.find("sec-websocket-accept: ").expect("an accept key");
@@ -86,6 +91,33 @@ fuzz_target!(|input: &[u8]| {
         (Handshake::Respond { .. }, None) | (Handshake::Partial, _) => {}
     }
 });
+
+/// The upgrade rules alone, without routes or size limit
+/// (`pawl::upgrade_response`): pawl upgrades exactly when tungstenite does
+/// and there is one `Host` header, with tungstenite's path.
+fn upgrade_alone(input: &[u8], theirs: &tungstenite::Result<Option<(usize, Request)>>) {
+    let mut out = Vec::new();
+    let ours = pawl::upgrade_response(input, &mut out);
+    let theirs = match theirs {
+        Ok(Some((_, request))) if create_response(request).is_ok() => Some(request),
+        _ => None,
+    };
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) => {
+            assert_eq!(ours.path(), theirs.uri().path(), "the path");
+            let hosts = theirs.headers().get_all("host").iter().count();
+            assert_eq!(hosts, 1, "upgraded with {hosts} Host headers");
+            assert!(out.starts_with(b"HTTP/1.1 101 "));
+        }
+        (Some(ours), None) => panic!("pawl upgrades {ours:?}, tungstenite refuses"),
+        (None, Some(theirs)) => {
+            let hosts = theirs.headers().get_all("host").iter().count();
+            assert_ne!(hosts, 1, "tungstenite upgrades, pawl refuses");
+            assert!(out.is_empty());
+        }
+        (None, None) => assert!(out.is_empty()),
+    }
+}
 
 /// `out` is exactly one response, of the status `outcome` reports.
 fn check_response(outcome: &Handshake, out: &[u8]) {
