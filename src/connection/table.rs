@@ -18,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::error::{Error, Limit};
 use crate::frame::{Violation, close_code, encode};
 use crate::reactor::SourceId;
+use crate::stats::Stats;
 use crate::topics::{Broker, Topics};
 
 /// The connection table and the queues of work between callbacks.
@@ -50,6 +51,8 @@ pub(crate) struct Net {
     pub(crate) topics: Topics<ConnId>,
     /// The other nodes' side of the topics, with a Redis broker.
     pub(crate) broker: Option<Broker>,
+    /// The counters; the gauges in it are filled in by [`Net::stats`].
+    pub(crate) stats: Stats,
 }
 
 impl Net {
@@ -70,7 +73,20 @@ impl Net {
             targets: Vec::new(),
             topics: Topics::default(),
             broker: None,
+            stats: Stats::default(),
         }
+    }
+
+    /// A snapshot of the counters, with the gauges as of now. Unsent bytes
+    /// are summed over the table here rather than tracked on every write.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.connections_open = stats
+            .connections_opened
+            .saturating_sub(stats.closed.total());
+        stats.unsent_bytes = self.conns.iter().map(|(_, c)| c.unsent() as u64).sum();
+        stats.broker = self.broker.as_ref().map(Broker::stats);
+        stats
     }
 
     /// Advances the server clock to `now`.
@@ -189,11 +205,16 @@ impl Net {
         write(&mut conn.out);
         let unsent = conn.unsent();
         if unsent <= threshold {
+            self.stats.messages_out += 1;
             self.mark_dirty(id.key);
             return SendStatus::Sent;
         }
         if unsent <= max {
-            conn.flags |= flag::BACKPRESSURED;
+            if !conn.has(flag::BACKPRESSURED) {
+                conn.flags |= flag::BACKPRESSURED;
+                self.stats.backpressure_events += 1;
+            }
+            self.stats.messages_out += 1;
             self.mark_dirty(id.key);
             return SendStatus::Backpressure;
         }
@@ -433,7 +454,7 @@ impl Net {
         if conn.has(flag::DOOMED) {
             return;
         }
-        let written = conn.write_out();
+        let written = conn.write_out(&mut self.stats.bytes_out);
         if conn.out.is_empty() {
             self.recycle_out(key);
         }

@@ -28,7 +28,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::close::CloseReason;
 use crate::config::ServerConfig;
-use crate::connection::{ConnId, Net, Pending, flag};
+use crate::connection::{ConnId, Net, Pending, Phase, flag};
 use crate::error::{Error, Result};
 use crate::frame::close_code;
 use crate::guard::Panicked;
@@ -245,6 +245,11 @@ impl ServerCore {
         let reason = conn
             .reason
             .map_or(CloseReason::Io(io::ErrorKind::UnexpectedEof), |r| *r);
+        if conn.request.is_some() {
+            self.net.stats.closed.count(&reason);
+        } else if conn.phase == Phase::Handshake {
+            self.net.stats.handshakes_dropped += 1;
+        }
         if conn.flags & flag::OPENED != 0 {
             debug!("{id} from {} closed: {reason}", conn.peer);
             self.net.pending.push_back(Pending::Close {
