@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use pawl::reactor::LoopHandle;
 use pawl::redis::{RedisClient, RedisConfig, RedisError, RedisSubscriber, Value};
-use pawl::{Context, Route};
+use pawl::{Context, RedisStats, Route};
 use serde::{Deserialize, Serialize};
 
 use super::Chat;
@@ -151,6 +151,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The state of its Redis link (shared with the store): up while both
+    /// its command and subscriber connections are; the commands waiting.
+    pub fn redis_stats(&self) -> RedisStats {
+        let connected = self.client.is_connected() && self.subscriber.is_connected();
+        RedisStats::new(connected, self.client.pending())
+    }
+
     /// Joins the nodes on `url`, sharing `client` with the store (so a
     /// message is stored before it is announced). `ttl` is the presence
     /// expiry; keys are refreshed every `ttl / 3` once [`Cluster::listen`]

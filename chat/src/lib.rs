@@ -140,6 +140,11 @@ impl Chat {
         self
     }
 
+    /// The state of the chat's Redis link, with `--redis`.
+    pub fn redis_stats(&self) -> Option<pawl::RedisStats> {
+        self.cluster.as_ref().map(Cluster::redis_stats)
+    }
+
     /// The cluster, when Redis is up (otherwise the chat goes on alone).
     fn live_cluster(&self) -> Option<&Cluster> {
         self.cluster.as_ref().filter(|c| c.is_connected())

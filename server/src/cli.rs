@@ -115,6 +115,12 @@ pub struct Args {
     /// Chat messages one connection may send in a burst.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub rate_burst: u32,
+
+    /// Seconds between the one-line summaries of the server's counters in
+    /// the log (at info level); 0 turns them off. The counters themselves
+    /// are served on /metrics.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub stats_interval: u64,
 }
 
 impl Args {

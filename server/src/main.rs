@@ -1,6 +1,6 @@
 //! The `pawl` server binary on 127.0.0.1:8080 by default: the chat page at
 //! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast` and
-//! `/echo`.
+//! `/echo`, `/health`, and the counters on `/metrics`.
 //!
 //! ```text
 //! cargo run --release -- --help
@@ -9,9 +9,11 @@
 
 mod broadcast;
 mod cli;
+mod metrics;
 mod workers;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use log::{error, info};
@@ -59,9 +61,11 @@ fn run(args: &Args) -> pawl::Result<()> {
     let origins = Origins::list(&args.origin);
     let mut reactor = Reactor::new()?;
     reactor.stop_on_signals()?;
+    let latest = metrics::Latest::default();
     let mut app = workers::app(&host, port)?
         .config(config)
         .http("/health", workers::health)
+        .http("/metrics", latest.handler())
         .route("/echo", pawl::EchoServer, &origins)
         .route("/broadcast", broadcast::Broadcast, &origins);
     if let Some(tls) = args.tls_config()? {
@@ -71,7 +75,7 @@ fn run(args: &Args) -> pawl::Result<()> {
         // Topics (/broadcast) span every process sharing this Redis.
         app = app.broker(url);
     }
-    let (app, _chat) = pawl_chat::setup::mount(
+    let (app, chat) = pawl_chat::setup::mount(
         app,
         &mut reactor,
         chat_config,
@@ -79,6 +83,8 @@ fn run(args: &Args) -> pawl::Result<()> {
         &origins,
     )?;
     let server = app.listen(&mut reactor)?;
+    let interval = Duration::from_secs(args.stats_interval);
+    metrics::start(&mut reactor, chat, latest, interval);
     reactor.run()?;
     server.close_all_now(&mut reactor);
     info!("pawl stopped");
