@@ -72,7 +72,11 @@ fn run(input: &[u8], limits: Limits, mut chunk: impl FnMut(usize) -> usize) -> (
         loop {
             match decoder.decode(&mut buf, &mut pos, limits) {
                 Ok(None) => break,
-                Ok(Some(Incoming::Text(t))) => events.push(Event::Text(t.to_owned())),
+                Ok(Some(Incoming::Text(t))) => {
+                    // The ASCII fast path hands out a `&str` unchecked: check it.
+                    assert!(std::str::from_utf8(t.as_bytes()).is_ok(), "text not UTF-8");
+                    events.push(Event::Text(t.to_owned()));
+                }
                 Ok(Some(Incoming::Binary(b))) => events.push(Event::Binary(b.to_vec())),
                 Ok(Some(Incoming::Ping(p))) => {
                     assert!(p.len() <= 125, "a ping of {}", p.len());
