@@ -280,6 +280,24 @@ mod tests {
         );
     }
 
+    /// Found by the `handshake` fuzz target: `upgrade_response` (no
+    /// router, so no 405 before the upgrade rules) upgraded any method.
+    #[test]
+    fn upgrade_response_takes_only_get() {
+        for method in ["GEV", "POST", "get"] {
+            let request = UPGRADE.replacen("GET", method, 1);
+            let mut out = Vec::new();
+            assert_eq!(
+                upgrade_response(request.as_bytes(), &mut out),
+                None,
+                "{method}"
+            );
+            assert!(out.is_empty());
+        }
+        let mut out = Vec::new();
+        assert!(upgrade_response(UPGRADE.as_bytes(), &mut out).is_some());
+    }
+
     #[test]
     fn oversized_request_gets_431() {
         let (outcome, _) = run(&format!("GET /echo HTTP/1.1\r\nX: {}", "a".repeat(9000)));

@@ -145,6 +145,8 @@ impl<'h, 'b> Head<'h, 'b> {
 /// order (`create_response`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
+    /// Not `GET`.
+    Method,
     /// Not HTTP/1.1 or later.
     Version,
     /// No `Host` header, or more than one (RFC 6455 §4.2.1, RFC 9112 §3.2;
@@ -165,6 +167,7 @@ pub(crate) enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Refusal::Method => "method must be GET",
             Refusal::Version => "HTTP version must be 1.1 or higher",
             Refusal::Host => "exactly one \"Host\" header is required",
             Refusal::NoConnectionUpgrade => "no \"Connection: upgrade\" header",
@@ -178,6 +181,11 @@ impl fmt::Display for Refusal {
 
 /// Checks the upgrade headers; returns the client's key.
 pub(crate) fn check<'b>(head: &Head<'_, 'b>) -> Result<&'b [u8], Refusal> {
+    // The server answers 405 before it gets here; `upgrade_response`, which
+    // has no router, relies on this check.
+    if head.method != "GET" {
+        return Err(Refusal::Method);
+    }
     if head.minor_version < 1 {
         return Err(Refusal::Version);
     }
