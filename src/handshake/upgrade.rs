@@ -134,10 +134,12 @@ impl<'h, 'b> Head<'h, 'b> {
             return Some(Cow::Borrowed(&self.target[..len]));
         }
         let uri: tungstenite::http::Uri = self.target.parse().ok()?;
-        let path = uri
-            .path_and_query()
-            .map_or_else(|| uri.path(), |pq| pq.as_str());
-        Some(Cow::Owned(path.to_owned()))
+        // `path()`, not the raw path-and-query: an empty path is `/`
+        // (`ws://host?x=1` is `/?x=1`), as tungstenite reads it.
+        Some(Cow::Owned(match uri.query() {
+            Some(query) => format!("{}?{query}", uri.path()),
+            None => uri.path().to_owned(),
+        }))
     }
 }
 
@@ -392,6 +394,32 @@ mod tests {
             .expect("well formed")
             .expect("complete");
         assert_eq!(head.path_and_query().as_deref(), Some("/chat?room=a"));
+    }
+
+    /// Found by the `handshake` fuzz target: an absolute target with an
+    /// empty path routed as `""` where tungstenite reads `/`.
+    #[test]
+    fn an_absolute_target_without_a_path_is_the_root() {
+        for (target, want) in [
+            ("ws://example.com?x=1", "/?x=1"),
+            ("ws://example.com", "/"),
+            ("http://example.com/chat?x=1", "/chat?x=1"),
+        ] {
+            let input = BASE.replace("/chat?room=a", target);
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = Head::parse(input.as_bytes(), &mut headers)
+                .expect("well formed")
+                .expect("complete");
+            assert_eq!(head.path_and_query().as_deref(), Some(want), "{target}");
+            let request = Request::try_parse(input.as_bytes())
+                .expect("tungstenite parses it")
+                .expect("complete")
+                .1;
+            assert_eq!(
+                request.uri().path(),
+                want.split('?').next().unwrap_or_default()
+            );
+        }
     }
 
     #[test]
