@@ -67,6 +67,9 @@ mod deflate;
 mod echo;
 mod error;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod handles;
 mod handshake;
@@ -77,6 +80,7 @@ pub mod reactor;
 pub mod redis;
 mod router;
 mod server;
+mod stats;
 mod tls;
 mod topics;
 mod transport;
@@ -95,5 +99,6 @@ pub use http::{HttpRequest, HttpResponse};
 pub use message::{Message, OwnedMessage, PreparedMessage};
 pub use proxy::TrustedProxies;
 pub use router::Origins;
+pub use stats::{Closed, RedisStats, Stats};
 pub use tls::TlsConfig;
 pub use tungstenite::protocol::WebSocketConfig;

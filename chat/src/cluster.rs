@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use pawl::reactor::LoopHandle;
 use pawl::redis::{RedisClient, Value};
-use pawl::{Context, Route};
+use pawl::{Context, RedisStats, Route};
 use serde::{Deserialize, Serialize};
 
 use super::claim::{self, Claim};
@@ -141,6 +141,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The state of its Redis link (shared with the store): up while it is
+    /// connected; the commands waiting.
+    pub fn redis_stats(&self) -> RedisStats {
+        RedisStats::new(self.client.is_connected(), self.client.pending())
+    }
+
     /// Joins the nodes sharing `client`'s Redis (shared with the store,
     /// so a message is stored before its id moves on). `ttl` is the
     /// presence expiry; keys are refreshed every `ttl / 3` once

@@ -210,6 +210,11 @@ impl Chat {
         self
     }
 
+    /// The state of the chat's Redis link, with `--redis`.
+    pub fn redis_stats(&self) -> Option<pawl::RedisStats> {
+        self.cluster.as_ref().map(Cluster::redis_stats)
+    }
+
     /// The cluster, when Redis is up (otherwise the chat goes on alone).
     fn live_cluster(&self) -> Option<&Cluster> {
         self.cluster.as_ref().filter(|c| c.is_connected())
@@ -265,7 +270,7 @@ impl Chat {
         session: &mut Session,
         text: &str,
     ) {
-        let request = match serde_json::from_str::<ClientMessage>(text) {
+        let request = match ClientMessage::parse(text) {
             Ok(request) => request,
             Err(e) => {
                 let what = format!("not a chat message: {e}");

@@ -119,6 +119,14 @@ pub enum ClientMessage {
     },
 }
 
+impl ClientMessage {
+    /// Reads a client's text frame (the one parser of client JSON; the fuzz
+    /// target `chat` runs it).
+    pub fn parse(text: &str) -> Result<ClientMessage, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
 /// The error codes of issue 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

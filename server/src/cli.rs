@@ -159,6 +159,12 @@ pub struct Args {
     /// Chat connections one client address may open in a burst.
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub connect_burst: u32,
+
+    /// Seconds between the one-line summaries of the server's counters in
+    /// the log (at info level); 0 turns them off. The counters themselves
+    /// are served on /metrics.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub stats_interval: u64,
 }
 
 /// Below this a full room (100 messages of 4 KiB) would not fit.

@@ -1,6 +1,7 @@
 //! The `pawl` server binary on 127.0.0.1:8080 by default: the chat page at
 //! `/`, the chat on `/chat`, the seed's broadcast chat on `/broadcast`,
-//! `/echo`, and `POST /publish` with `--publish-secret`.
+//! `/echo`, `/health`, the counters on `/metrics`, and `POST /publish` with
+//! `--publish-secret`.
 //!
 //! ```text
 //! cargo run --release -- --help
@@ -9,11 +10,13 @@
 
 mod broadcast;
 mod cli;
+mod metrics;
 mod publish;
 mod relay;
 mod workers;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use log::{error, info};
@@ -67,9 +70,11 @@ fn run(args: &Args) -> pawl::Result<()> {
     let origins = Origins::list(&args.origin);
     let mut reactor = Reactor::new()?;
     reactor.stop_on_signals()?;
+    let latest = metrics::Latest::default();
     let mut app = workers::app(&host, port)?
         .config(config)
         .http("/health", workers::health)
+        .http("/metrics", latest.handler())
         .route("/echo", pawl::EchoServer, &origins)
         .route("/broadcast", broadcast::Broadcast, &origins);
     if let Some(tls) = args.tls_config()? {
@@ -83,7 +88,7 @@ fn run(args: &Args) -> pawl::Result<()> {
     if let Some(url) = args.redis.clone().or_else(workers::relay_url) {
         app = app.broker(&url);
     }
-    let (app, _chat) = pawl_chat::setup::mount(
+    let (app, chat) = pawl_chat::setup::mount(
         app,
         &mut reactor,
         chat_config,
@@ -91,6 +96,8 @@ fn run(args: &Args) -> pawl::Result<()> {
         &origins,
     )?;
     let server = app.listen(&mut reactor)?;
+    let interval = Duration::from_secs(args.stats_interval);
+    metrics::start(&mut reactor, chat, latest, interval);
     reactor.run()?;
     server.close_all_now(&mut reactor);
     info!("pawl stopped");

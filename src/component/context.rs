@@ -19,6 +19,7 @@ use crate::handles::{Route, Server, ServerHandle};
 use crate::http::HttpRequest;
 use crate::message::{Message, Prepared, PreparedMessage};
 use crate::reactor::{LoopHandle, TimerId};
+use crate::stats::Stats;
 
 /// Handed to every [`Component`] callback as `Context<'_, Self>`, and to
 /// code that reaches a server or a route from outside its callbacks
@@ -261,6 +262,11 @@ impl<'a, C> Context<'a, C> {
     /// Bytes queued for the connection and not yet written to the socket.
     pub fn buffered_amount(&self, conn: ConnId) -> usize {
         self.net.get(conn).map_or(0, |c| c.unsent())
+    }
+
+    /// A snapshot of the whole server's counters (every route's).
+    pub fn stats(&self) -> Stats {
+        self.net.stats()
     }
 
     /// The open connections of this context's route (of every route, in a

@@ -214,11 +214,11 @@ impl Connection {
         self.flags & bits != 0
     }
 
-    /// Writes queued output until done or `WouldBlock`. `Ok(true)` when
-    /// everything went out, including what the transport holds (TLS
-    /// records): a writable event calls this with nothing queued to push
-    /// those.
-    pub(crate) fn write_out(&mut self) -> io::Result<bool> {
+    /// Writes queued output until done or `WouldBlock`, adding the bytes
+    /// written to `written`. `Ok(true)` when everything went out, including
+    /// what the transport holds (TLS records): a writable event calls this
+    /// with nothing queued to push those.
+    pub(crate) fn write_out(&mut self, written: &mut u64) -> io::Result<bool> {
         while self.unsent() > 0 {
             let later = self.extra.as_deref().and_then(|e| e.later.as_ref());
             let result = match later {
@@ -233,7 +233,10 @@ impl Connection {
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.consume(n),
+                Ok(n) => {
+                    self.consume(n);
+                    *written += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Keep the unsent tail at the front once the written part
                     // dominates, so a slow reader does not pin a huge prefix.

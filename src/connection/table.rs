@@ -24,6 +24,7 @@ use crate::error::{Error, Limit};
 use crate::frame::{Violation, close_code, encode};
 use crate::message::Message;
 use crate::reactor::SourceId;
+use crate::stats::Stats;
 use crate::topics::{Broker, Topics};
 
 /// The connection table and the queues of work between callbacks.
@@ -69,6 +70,8 @@ pub(crate) struct Net {
     owned_unsent: usize,
     /// Bytes of shared frames some connection still holds.
     shared_unsent: Rc<Cell<usize>>,
+    /// The counters; the gauges in it are filled in by [`Net::stats`].
+    pub(crate) stats: Stats,
 }
 
 /// Frames at least this long that go to many connections are queued on
@@ -101,7 +104,20 @@ impl Net {
             inflated: Vec::new(),
             owned_unsent: 0,
             shared_unsent: Rc::new(Cell::new(0)),
+            stats: Stats::default(),
         }
+    }
+
+    /// A snapshot of the counters, with the gauges as of now. Unsent bytes
+    /// are summed over the table here rather than tracked on every write.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.connections_open = stats
+            .connections_opened
+            .saturating_sub(stats.closed.total());
+        stats.unsent_bytes = self.conns.iter().map(|(_, c)| c.unsent() as u64).sum();
+        stats.broker = self.broker.as_ref().map(Broker::stats);
+        stats
     }
 
     /// Advances the server clock to `now`.
@@ -371,9 +387,13 @@ impl Net {
         let status = if unsent <= threshold {
             SendStatus::Sent
         } else {
-            conn.flags |= flag::BACKPRESSURED;
+            if !conn.has(flag::BACKPRESSURED) {
+                conn.flags |= flag::BACKPRESSURED;
+                self.stats.backpressure_events += 1;
+            }
             SendStatus::Backpressure
         };
+        self.stats.messages_out += 1;
         self.mark_dirty(id.key);
         if self.unsent_held() > self.config.unsent_budget {
             self.shed();
@@ -666,7 +686,7 @@ impl Net {
             return;
         }
         let owned_before = conn.unsent_owned();
-        let written = conn.write_out();
+        let written = conn.write_out(&mut self.stats.bytes_out);
         let owned_written = owned_before.saturating_sub(conn.unsent_owned());
         self.forget_unsent(owned_written);
         let conn = &mut self.conns[key as usize];

@@ -482,6 +482,32 @@ mod tests {
         expect_status("POST /nope HTTP/1.1\r\n\r\n", 404);
         expect_status("\x16\x03\x01garbage\r\n\r\n", 400);
         expect_status("GET / HTTP/1.1\r\n\r\n", 200);
+        // RFC 6455 §4.2.1 requires `Host`; found by the `handshake` fuzz
+        // target, as were the two below (tungstenite refuses them).
+        expect_status(&UPGRADE.replace("Host: h\r\n", ""), 400);
+        expect_status(&UPGRADE.replace("/echo?x=1", "/ec`ho"), 400);
+        expect_status(
+            &UPGRADE.replace("Connection: Upgrade", "Connection: Upgrade, \u{e9}"),
+            400,
+        );
+    }
+
+    /// Found by the `handshake` fuzz target: `upgrade_response` (no
+    /// router, so no 405 before the upgrade rules) upgraded any method.
+    #[test]
+    fn upgrade_response_takes_only_get() {
+        for method in ["GEV", "POST", "get"] {
+            let request = UPGRADE.replacen("GET", method, 1);
+            let mut out = Vec::new();
+            assert_eq!(
+                upgrade_response(request.as_bytes(), &mut out),
+                None,
+                "{method}"
+            );
+            assert!(out.is_empty());
+        }
+        let mut out = Vec::new();
+        assert!(upgrade_response(UPGRADE.as_bytes(), &mut out).is_some());
     }
 
     #[test]

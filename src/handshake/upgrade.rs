@@ -41,6 +41,9 @@ pub(crate) struct Known<'b> {
     pub(crate) version: Option<&'b [u8]>,
     pub(crate) key: Option<&'b [u8]>,
     pub(crate) origin: Option<&'b [u8]>,
+    /// The first `Host` header, and whether there was more than one.
+    pub(crate) host: Option<&'b [u8]>,
+    pub(crate) hosts: u8,
 }
 
 impl<'b> Known<'b> {
@@ -49,6 +52,10 @@ impl<'b> Known<'b> {
         for h in headers {
             // The length sorts out nearly every other header for one compare.
             let (slot, name) = match h.name.len() {
+                4 if h.name.eq_ignore_ascii_case("host") => {
+                    known.hosts = known.hosts.saturating_add(1);
+                    (&mut known.host, "host")
+                }
                 6 => (&mut known.origin, "origin"),
                 7 => (&mut known.upgrade, "upgrade"),
                 10 => (&mut known.connection, "connection"),
@@ -120,13 +127,21 @@ impl<'h, 'b> Head<'h, 'b> {
     /// neither, which tungstenite refuses too.
     pub(crate) fn path_and_query(&self) -> Option<Cow<'b, str>> {
         if self.target.starts_with('/') {
-            return Some(Cow::Borrowed(self.target));
+            // httparse lets through bytes a URI may not hold (a backtick,
+            // `{`, `"`, non-UTF-8); http's parser, which tungstenite uses,
+            // refuses them. It also drops a `#fragment`, which is then not
+            // part of the path either. One small copy per handshake.
+            let parsed = tungstenite::http::uri::PathAndQuery::try_from(self.target).ok()?;
+            let len = parsed.as_str().len();
+            return Some(Cow::Borrowed(&self.target[..len]));
         }
         let uri: tungstenite::http::Uri = self.target.parse().ok()?;
-        let path = uri
-            .path_and_query()
-            .map_or_else(|| uri.path(), |pq| pq.as_str());
-        Some(Cow::Owned(path.to_owned()))
+        // `path()`, not the raw path-and-query: an empty path is `/`
+        // (`ws://host?x=1` is `/?x=1`), as tungstenite reads it.
+        Some(Cow::Owned(match uri.query() {
+            Some(query) => format!("{}?{query}", uri.path()),
+            None => uri.path().to_owned(),
+        }))
     }
 }
 
@@ -134,8 +149,13 @@ impl<'h, 'b> Head<'h, 'b> {
 /// order (`create_response`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
+    /// Not `GET`.
+    Method,
     /// Not HTTP/1.1 or later.
     Version,
+    /// No `Host` header, or more than one (RFC 6455 §4.2.1, RFC 9112 §3.2;
+    /// tungstenite does not check this one).
+    Host,
     /// `Connection` lacks the `upgrade` token.
     NoConnectionUpgrade,
     /// `Upgrade` is not `websocket`.
@@ -151,7 +171,9 @@ pub(crate) enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Refusal::Method => "method must be GET",
             Refusal::Version => "HTTP version must be 1.1 or higher",
+            Refusal::Host => "exactly one \"Host\" header is required",
             Refusal::NoConnectionUpgrade => "no \"Connection: upgrade\" header",
             Refusal::NoUpgradeWebSocket => "no \"Upgrade: websocket\" header",
             Refusal::WebSocketVersion => "no \"Sec-WebSocket-Version: 13\" header",
@@ -163,12 +185,25 @@ impl fmt::Display for Refusal {
 
 /// Checks the upgrade headers; returns the client's key.
 pub(crate) fn check<'b>(head: &Head<'_, 'b>) -> Result<&'b [u8], Refusal> {
+    // The server answers 405 before it gets here; `upgrade_response`, which
+    // has no router, relies on this check.
+    if head.method != "GET" {
+        return Err(Refusal::Method);
+    }
     if head.minor_version < 1 {
         return Err(Refusal::Version);
     }
-    // tungstenite reads the first `Connection` header, as text.
     let known = &head.known;
-    let connection = known.connection.and_then(|v| std::str::from_utf8(v).ok());
+    if known.host.is_none() || known.hosts > 1 {
+        return Err(Refusal::Host);
+    }
+    // tungstenite reads the first `Connection` header as text, which `http`
+    // allows to hold only visible ASCII, spaces and tabs: any other byte
+    // makes the header unreadable, so absent.
+    let connection = known
+        .connection
+        .filter(|v| v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
+        .and_then(|v| std::str::from_utf8(v).ok());
     if !connection.is_some_and(|v| {
         v.split([' ', ','])
             .any(|t| t.eq_ignore_ascii_case("upgrade"))
@@ -321,6 +356,81 @@ mod tests {
             ),
         ] {
             agree(&BASE.replace(from, to));
+        }
+    }
+
+    /// Found by the `handshake` fuzz target: bytes httparse lets through
+    /// but tungstenite refuses.
+    #[test]
+    fn agrees_with_tungstenite_on_uri_and_header_bytes() {
+        for (from, to) in [
+            ("/chat?room=a", "/ch`at"),
+            ("/chat?room=a", "/chat?room=`"),
+            ("/chat?room=a", "/{chat}"),
+            ("/chat?room=a", "/chat\\"),
+            ("/chat?room=a", "/caf\u{e9}"),
+            ("/chat?room=a", "/chat#frag"),
+            ("keep-alive, Upgrade", "Upgrade, caf\u{e9}"),
+            ("keep-alive, Upgrade", "Upgrade,\u{7f}"),
+            ("keep-alive, Upgrade", "Upgrade,\tkeep-alive"),
+        ] {
+            agree(&BASE.replace(from, to));
+        }
+    }
+
+    /// RFC 6455 §4.2.1: the request must have a `Host` header (and HTTP/1.1
+    /// allows only one). tungstenite does not check it; pawl refuses.
+    #[test]
+    fn host_is_required_once() {
+        let refusal = |input: &str| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = Head::parse(input.as_bytes(), &mut headers)
+                .expect("well formed")
+                .expect("complete");
+            check(&head).err()
+        };
+        assert_eq!(refusal(BASE), None);
+        assert_eq!(
+            refusal(&BASE.replace("Host: h\r\n", "")),
+            Some(Refusal::Host)
+        );
+        let twice = BASE.replace("Host: h\r\n", "Host: h\r\nhost: i\r\n");
+        assert_eq!(refusal(&twice), Some(Refusal::Host));
+    }
+
+    #[test]
+    fn a_fragment_is_not_part_of_the_path() {
+        let input = BASE.replace("/chat?room=a", "/chat?room=a#top");
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = Head::parse(input.as_bytes(), &mut headers)
+            .expect("well formed")
+            .expect("complete");
+        assert_eq!(head.path_and_query().as_deref(), Some("/chat?room=a"));
+    }
+
+    /// Found by the `handshake` fuzz target: an absolute target with an
+    /// empty path routed as `""` where tungstenite reads `/`.
+    #[test]
+    fn an_absolute_target_without_a_path_is_the_root() {
+        for (target, want) in [
+            ("ws://example.com?x=1", "/?x=1"),
+            ("ws://example.com", "/"),
+            ("http://example.com/chat?x=1", "/chat?x=1"),
+        ] {
+            let input = BASE.replace("/chat?room=a", target);
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = Head::parse(input.as_bytes(), &mut headers)
+                .expect("well formed")
+                .expect("complete");
+            assert_eq!(head.path_and_query().as_deref(), Some(want), "{target}");
+            let request = Request::try_parse(input.as_bytes())
+                .expect("tungstenite parses it")
+                .expect("complete")
+                .1;
+            assert_eq!(
+                request.uri().path(),
+                want.split('?').next().unwrap_or_default()
+            );
         }
     }
 

@@ -52,7 +52,10 @@ impl Acceptor {
                 return Ok(());
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(net, registry, stream, peer),
+                Ok((stream, peer)) => {
+                    self.admit(net, registry, stream, peer);
+                    net.stats.connections_refused = self.refused;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e)
                     if matches!(
@@ -62,7 +65,7 @@ impl Acceptor {
                             | io::ErrorKind::ConnectionReset
                     ) => {}
                 Err(e) if out_of_descriptors(&e) => match self.shed_one_connection() {
-                    Shed::One => {}
+                    Shed::One => net.stats.connections_refused = self.refused,
                     // Linux reports EMFILE before it looks at the backlog, so
                     // an empty backlog looks the same as a full one: stop
                     // here, or this loop spins while every descriptor is used.
@@ -161,6 +164,7 @@ impl Acceptor {
         }
         net.conns
             .insert(Connection::new(transport, peer, generation, now));
+        net.stats.connections_accepted += 1;
         debug!("#{generation} connected from {peer}");
     }
 }

@@ -9,6 +9,7 @@ use crate::guard;
 use crate::handles::{Route, Server, ServerHandle};
 use crate::message::OwnedMessage;
 use crate::reactor::{LoopHandle, ScheduleError, SourceKey};
+use crate::stats::Stats;
 
 use super::ServerCore;
 
@@ -45,6 +46,13 @@ impl Server {
     /// `None` when the server is gone or busy (see [`Server::try_with`]).
     pub fn connection_count(&self, lp: &mut LoopHandle) -> Option<usize> {
         lp.try_with_source(self.key(), |core, _| core.connection_count())
+    }
+
+    /// A snapshot of the server's counters ([`Stats`]); `None` when the
+    /// server is gone or busy (see [`Server::try_with`]; inside its own
+    /// callbacks, [`Context::stats`] is the way in).
+    pub fn stats(&self, lp: &mut LoopHandle) -> Option<Stats> {
+        lp.try_with_source(self.key(), |core, _| core.net.stats())
     }
 
     /// True while the server is on the loop.

@@ -32,7 +32,10 @@ impl ServerCore {
                     self.peer_eof(key);
                     return;
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    self.net.stats.bytes_in += n as u64;
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -158,6 +161,12 @@ impl ServerCore {
             }
             Outcome::Respond { status } => {
                 debug!("#{} from {}: HTTP {status}", conn.generation, conn.peer);
+                let stats = &mut self.net.stats;
+                if status >= 400 {
+                    *stats.handshake_refusals.entry(status).or_default() += 1;
+                } else {
+                    stats.http_responses += 1;
+                }
                 conn.phase = Phase::Flushing;
                 conn.since = self.net.now;
                 conn.input = Vec::new();
@@ -180,6 +189,7 @@ impl ServerCore {
                     conn.input = Vec::new();
                 }
                 conn.phase = Phase::Open;
+                self.net.stats.connections_opened += 1;
                 conn.set_component(component);
                 if let Some(agreed) = deflate {
                     conn.flags |= flag::DEFLATE;
@@ -292,18 +302,21 @@ impl ServerCore {
             match decoder.decode(buf, &mut pos, limits) {
                 Ok(None) => break,
                 Ok(Some(Incoming::Text(text))) if phase == Phase::Open => {
+                    net.stats.messages_in += 1;
                     let message = Message::Text(text);
                     invoke(routes, net, lp, server, component, Some(key), |c, env| {
                         c.message(env, id, session, message)
                     });
                 }
                 Ok(Some(Incoming::Binary(bytes))) if phase == Phase::Open => {
+                    net.stats.messages_in += 1;
                     let message = Message::Binary(bytes);
                     invoke(routes, net, lp, server, component, Some(key), |c, env| {
                         c.message(env, id, session, message)
                     });
                 }
                 Ok(Some(Incoming::Compressed { text, payload })) if phase == Phase::Open => {
+                    net.stats.messages_in += 1;
                     let mut inflated = std::mem::take(&mut net.inflated);
                     inflated.clear();
                     let limit = limits.max_message;

@@ -29,7 +29,7 @@ use mio::{Interest, Registry, Token};
 use crate::close::CloseReason;
 use crate::component::Context;
 use crate::config::ServerConfig;
-use crate::connection::{ConnId, Net, Pending, flag};
+use crate::connection::{ConnId, Net, Pending, Phase, flag};
 use crate::error::{Error, Result};
 use crate::frame::close_code;
 use crate::guard::{self, Panicked};
@@ -299,6 +299,11 @@ impl ServerCore {
         let reason = conn
             .take_reason()
             .unwrap_or(CloseReason::Io(io::ErrorKind::UnexpectedEof));
+        if conn.request.is_some() {
+            self.net.stats.closed.count(&reason);
+        } else if conn.phase == Phase::Handshake {
+            self.net.stats.handshakes_dropped += 1;
+        }
         if conn.flags & flag::OPENED != 0 {
             debug!("{id} from {} closed: {reason}", conn.peer);
             self.net.pending.push_back(Pending::Close {

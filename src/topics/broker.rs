@@ -18,6 +18,7 @@ use log::{info, warn};
 use crate::message::Message;
 use crate::reactor::LoopHandle;
 use crate::redis::{RedisClient, RedisConfig, RedisError, RedisSubscriber, RedisUrl};
+use crate::stats::RedisStats;
 
 /// Delivers a message from another node to this node's subscribers.
 pub(crate) type Deliver = Rc<dyn Fn(&mut LoopHandle, &str, Message<'_>)>;
@@ -127,6 +128,12 @@ impl Broker {
             lost,
             lost_total: Cell::new(0),
         })
+    }
+
+    /// The state of its Redis link: up while both connections are.
+    pub(crate) fn stats(&self) -> RedisStats {
+        let connected = self.client.is_connected() && self.subscriber.is_connected();
+        RedisStats::new(connected, self.client.pending())
     }
 
     /// This node has its first subscriber to `topic`: listen to its channel.
