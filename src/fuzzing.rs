@@ -6,9 +6,11 @@
 //! The frame decoder needs nothing here: [`crate::frame::Decoder`] is public
 //! and sans-IO already.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::deflate::Compression;
+use crate::deflate::codec::{Deflater, InflateError, Inflater};
 use crate::handshake::{self, Outcome, RequestLimits};
 use crate::http::HttpResponse;
 use crate::router::{Origins, Router, Target};
@@ -105,34 +107,39 @@ fn limits(max_request: usize) -> RequestLimits {
     }
 }
 
-/// Decodes one Redis reply from the start of `buf`: `Ok(None)` while `buf`
-/// holds only part of one, `Ok(Some(n))` when the first `n` bytes are a whole
-/// reply, `Err` with the reason when they can be no reply at all.
-pub fn resp_decode(buf: &[u8]) -> Result<Option<usize>, String> {
-    match crate::redis::resp::decode(buf) {
-        Ok(reply) => Ok(reply.map(|(_, n)| n)),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// Inflates `payload` as a permessage-deflate message from a client
 /// (appending the `00 00 ff ff` tail), stopping past `limit` bytes: the
 /// inflated bytes, or why not (`"too big"`, `"corrupt"`).
 pub fn inflate(payload: &[u8], limit: usize) -> Result<Vec<u8>, &'static str> {
+    thread_local! {
+        // One decompressor, reset after every message, as the server's
+        // shared one is (and so that a run does not allocate one).
+        static INFLATER: RefCell<Inflater> = RefCell::new(Inflater::new(15));
+    }
     let mut out = Vec::new();
-    crate::deflate::codec::Inflater::new(15)
-        .message(payload, limit, &mut out, true)
+    INFLATER
+        .with_borrow_mut(|inflater| inflater.message(payload, limit, &mut out, true))
         .map(|()| out)
         .map_err(|e| match e {
-            crate::deflate::codec::InflateError::TooBig => "too big",
-            crate::deflate::codec::InflateError::Corrupt => "corrupt",
+            InflateError::TooBig => "too big",
+            InflateError::Corrupt => "corrupt",
         })
 }
 
 /// Compresses `payload` as the server does for a message without context
 /// takeover, with a window of 2^`window_bits` (9 to 15).
 pub fn deflate(payload: &[u8], window_bits: u8) -> Vec<u8> {
+    thread_local! {
+        // One compressor per window, reset after every message, as the
+        // server's shared ones are.
+        static DEFLATERS: RefCell<Vec<Option<Deflater>>> = RefCell::new((9..=15).map(|_| None).collect());
+    }
+    let window_bits = window_bits.clamp(9, 15);
     let mut out = Vec::new();
-    crate::deflate::codec::Deflater::new(window_bits).message(payload, &mut out, true);
+    DEFLATERS.with_borrow_mut(|deflaters| {
+        deflaters[usize::from(window_bits - 9)]
+            .get_or_insert_with(|| Deflater::new(window_bits))
+            .message(payload, &mut out, true);
+    });
     out
 }
