@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use crate::conn::{Event, Phase, WsConn};
-use crate::fleet::{Fleet, SENDER};
+use crate::fleet::{Fleet, FleetOptions, SENDER};
 use crate::wire::{OP_TEXT, Payloads};
 use crate::{Error, Target, procfs, result_line};
 
@@ -41,7 +41,14 @@ pub fn run(args: &Args) -> Result<(), Error> {
     }
     let (server, path) = args.target.parse()?;
     let payloads = Payloads::new(args.size);
-    let fleet = Fleet::spawn(&args.target, args.conns - 1, args.per_process, args.size, 1)?;
+    let fleet = Fleet::spawn(
+        &args.target,
+        args.conns - 1,
+        args.per_process,
+        args.size,
+        1,
+        &FleetOptions::default(),
+    )?;
     let workers = fleet.len();
 
     let mut poll = Poll::new()?;
@@ -52,6 +59,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         args.target.source(0),
         &path,
         0,
+        false,
     )?;
     let mut events = Events::with_capacity(64);
     let mut scratch = vec![0u8; 64 * 1024];
@@ -102,7 +110,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         payloads.build(SENDER, seq, &mut buf);
         self_arrival = None;
         let t0 = procfs::monotonic_ns();
-        sender.writer.send(OP_TEXT, &buf);
+        sender.writer.send(OP_TEXT, &buf)?;
         sender.flush()?;
         let deadline = Instant::now() + LIMIT;
         let mut last = 0;

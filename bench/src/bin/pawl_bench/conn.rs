@@ -14,7 +14,8 @@ use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Error;
-use crate::wire::{self, OP_CLOSE, OP_CONT, OP_PING, OP_PONG};
+use crate::deflate::{Agreed, Deflater, Inflater};
+use crate::wire::{self, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,17 +45,55 @@ pub struct Writer {
     out: Vec<u8>,
     pos: usize,
     mask: u32,
+    /// What permessage-deflate parameters the server agreed to, if any.
+    pub agreed: Option<Agreed>,
+    /// This connection's compressor (its memory is taken at the first
+    /// compressed message), once deflate is agreed.
+    deflater: Option<Deflater>,
 }
 
 impl Writer {
-    /// Queues a masked frame; it goes out on the next `flush`.
-    pub fn send(&mut self, opcode: u8, payload: &[u8]) {
+    /// Queues a masked frame; it goes out on the next `flush`. Once
+    /// permessage-deflate is agreed a data message goes compressed, with
+    /// RSV1, as a browser sends it.
+    pub fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), Error> {
+        let mask = self.next_mask();
+        match self.deflater.as_mut() {
+            Some(deflater) if opcode == OP_TEXT || opcode == OP_BINARY => {
+                let z = deflater.compress(payload)?;
+                wire::encode_masked_compressed(&mut self.out, opcode, z, mask);
+            }
+            _ => wire::encode_masked(&mut self.out, opcode, payload, mask),
+        }
+        Ok(())
+    }
+
+    /// Queues a message compressed elsewhere (RSV1 set): for callers that
+    /// share one compressor over many connections.
+    pub fn send_compressed(&mut self, opcode: u8, compressed: &[u8]) {
+        let mask = self.next_mask();
+        wire::encode_masked_compressed(&mut self.out, opcode, compressed, mask);
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
         // xorshift: masks only need to vary, not to be secret, here.
         self.mask ^= self.mask << 13;
         self.mask ^= self.mask >> 17;
         self.mask ^= self.mask << 5;
-        wire::encode_masked(&mut self.out, opcode, payload, self.mask.to_ne_bytes());
+        self.mask.to_ne_bytes()
     }
+}
+
+/// What a connection has received since its upgrade.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Received {
+    /// Bytes of every frame, headers included: what crossed the wire.
+    pub frame_bytes: u64,
+    /// Data messages, and those of them that came compressed (RSV1).
+    pub messages: u64,
+    pub compressed: u64,
+    /// Payload bytes of the data messages after inflating.
+    pub message_bytes: u64,
 }
 
 pub struct WsConn {
@@ -63,15 +102,22 @@ pub struct WsConn {
     key: String,
     /// Bytes of a partial response head or frame kept between reads.
     pending: Vec<u8>,
-    /// A fragmented message being joined: its opcode and bytes so far.
-    fragments: Option<(u8, Vec<u8>)>,
+    /// A fragmented message being joined: its opcode, whether it is
+    /// compressed, and its bytes so far.
+    fragments: Option<(u8, bool, Vec<u8>)>,
+    /// Whether the request offered permessage-deflate.
+    offered: bool,
+    /// The decompressor, once deflate is agreed.
+    inflater: Option<Inflater>,
+    pub received: Received,
     pub writer: Writer,
 }
 
 impl WsConn {
     /// Starts a non-blocking connect from `source` (port chosen at connect
     /// time, so each source address has the whole ephemeral range per
-    /// destination) and queues the upgrade request for `path`.
+    /// destination) and queues the upgrade request for `path`, offering
+    /// permessage-deflate if `deflate`.
     pub fn connect(
         registry: &Registry,
         token: Token,
@@ -79,6 +125,7 @@ impl WsConn {
         source: Ipv4Addr,
         path: &str,
         seed: u64,
+        deflate: bool,
     ) -> Result<WsConn, Error> {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
@@ -94,17 +141,22 @@ impl WsConn {
         }
         let mut stream = TcpStream::from_std(socket.into());
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-        let (request, key) = wire::upgrade_request(&server.to_string(), path, seed);
+        let (request, key) = wire::upgrade_request(&server.to_string(), path, seed, deflate);
         Ok(WsConn {
             stream,
             phase: Phase::Connecting,
             key,
             pending: Vec::new(),
             fragments: None,
+            offered: deflate,
+            inflater: None,
+            received: Received::default(),
             writer: Writer {
                 out: request,
                 pos: 0,
                 mask: (seed as u32) | 1,
+                agreed: None,
+                deflater: None,
             },
         })
     }
@@ -116,7 +168,8 @@ impl WsConn {
     /// Queues our close frame (status 1000) and waits for the server's.
     pub fn close(&mut self) {
         if self.phase == Phase::Open {
-            self.writer.send(OP_CLOSE, &1000u16.to_be_bytes());
+            // A control frame never goes compressed: this cannot fail.
+            let _ = self.writer.send(OP_CLOSE, &1000u16.to_be_bytes());
             self.phase = Phase::Closing;
         }
     }
@@ -210,7 +263,12 @@ impl WsConn {
                 }
                 return Ok(0);
             };
-            wire::check_upgrade_response(&data[..end + 4], &self.key)?;
+            let agreed = wire::check_upgrade_response(&data[..end + 4], &self.key, self.offered)?;
+            if let Some(agreed) = agreed {
+                self.inflater = Some(Inflater::new(&agreed));
+                self.writer.deflater = Some(Deflater::new(&agreed, true));
+                self.writer.agreed = Some(agreed);
+            }
             self.phase = Phase::Open;
             at = end + 4;
             on_event(Event::Upgraded, &mut self.writer)?;
@@ -222,12 +280,26 @@ impl WsConn {
                 break;
             }
             at = end;
+            self.received.frame_bytes += (head.header_len + head.payload_len) as u64;
             let payload = &data[start..end];
             if self.phase == Phase::Closed {
                 return Err(Error::Protocol("frame after the close frame".into()));
             }
+            if head.rsv1
+                && (self.writer.agreed.is_none() || !matches!(head.opcode, OP_TEXT | OP_BINARY))
+            {
+                return Err(Error::Protocol(format!(
+                    "RSV1 on opcode {} ({})",
+                    head.opcode,
+                    if self.writer.agreed.is_none() {
+                        "deflate not agreed"
+                    } else {
+                        "only a message's first frame may carry it"
+                    }
+                )));
+            }
             match head.opcode {
-                OP_PING => self.writer.send(OP_PONG, payload),
+                OP_PING => self.writer.send(OP_PONG, payload)?,
                 OP_PONG => {}
                 OP_CLOSE => {
                     let code =
@@ -235,7 +307,7 @@ impl WsConn {
                     self.phase = Phase::Closed;
                     on_event(Event::Close(code), &mut self.writer)?;
                 }
-                opcode => self.data_frame(head.fin, opcode, payload, on_event)?,
+                opcode => self.data_frame(head.fin, head.rsv1, opcode, payload, on_event)?,
             }
         }
         Ok(at)
@@ -244,30 +316,91 @@ impl WsConn {
     fn data_frame(
         &mut self,
         fin: bool,
+        rsv1: bool,
         opcode: u8,
         payload: &[u8],
         on_event: &mut impl FnMut(Event<'_>, &mut Writer) -> Result<(), Error>,
     ) -> Result<(), Error> {
         match (opcode, self.fragments.as_mut()) {
             (OP_CONT, None) => Err(Error::Protocol("continuation without a start".into())),
-            (OP_CONT, Some((_, joined))) => {
+            (OP_CONT, Some((_, _, joined))) => {
                 joined.extend_from_slice(payload);
                 if fin {
-                    let (opcode, joined) = self.fragments.take().unwrap();
-                    on_event(Event::Message(opcode, &joined), &mut self.writer)?;
+                    let Some((opcode, compressed, joined)) = self.fragments.take() else {
+                        return Ok(());
+                    };
+                    self.message(opcode, compressed, &joined, on_event)?;
                 }
                 Ok(())
             }
             (_, Some(_)) => Err(Error::Protocol(
                 "new message inside a fragmented one".into(),
             )),
-            (opcode, None) if fin => on_event(Event::Message(opcode, payload), &mut self.writer),
+            (opcode, None) if fin => self.message(opcode, rsv1, payload, on_event),
             (opcode, None) => {
-                self.fragments = Some((opcode, payload.to_vec()));
+                self.fragments = Some((opcode, rsv1, payload.to_vec()));
                 Ok(())
             }
         }
     }
+
+    /// Hands a whole data message to the owner, inflated if it came
+    /// compressed.
+    fn message(
+        &mut self,
+        opcode: u8,
+        compressed: bool,
+        payload: &[u8],
+        on_event: &mut impl FnMut(Event<'_>, &mut Writer) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.received.messages += 1;
+        let payload = match (compressed, self.inflater.as_mut()) {
+            (false, _) => payload,
+            (true, Some(inflater)) => {
+                self.received.compressed += 1;
+                inflater.inflate(payload)?
+            }
+            (true, None) => return Err(Error::Protocol("RSV1 without deflate".into())),
+        };
+        self.received.message_bytes += payload.len() as u64;
+        if compressed && opcode == OP_TEXT && std::str::from_utf8(payload).is_err() {
+            return Err(Error::Protocol("text message is not UTF-8".into()));
+        }
+        on_event(Event::Message(opcode, payload), &mut self.writer)
+    }
+}
+
+/// Opens one connection to `server`, offering permessage-deflate if
+/// `deflate`, and returns the server's answer as the response header's
+/// value (`None`: declined), after a clean close.
+pub fn probe_extension(
+    server: SocketAddrV4,
+    path: &str,
+    deflate: bool,
+) -> Result<Option<String>, Error> {
+    let mut poll = mio::Poll::new()?;
+    let mut conn = WsConn::connect(
+        poll.registry(),
+        Token(0),
+        server,
+        Ipv4Addr::LOCALHOST,
+        path,
+        u64::MAX,
+        deflate,
+    )?;
+    let mut events = mio::Events::with_capacity(8);
+    let mut scratch = vec![0u8; 16 * 1024];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while conn.phase() != Phase::Closed {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Timeout("probe connection".into()));
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
+        conn.ready(&mut scratch, &mut |_, _| Ok(()))?;
+        conn.close();
+        conn.flush()?;
+    }
+    Ok(conn.writer.agreed.map(|a| a.to_string()))
 }
 
 /// Sets IP_BIND_ADDRESS_NO_PORT: bind picks the address only and the port

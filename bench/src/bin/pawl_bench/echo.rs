@@ -1,6 +1,9 @@
 //! Echo load: `--conns` connections, each keeping `--outstanding` messages
 //! of `--size` bytes in flight; every reply must be the next message sent
-//! on that connection, byte for byte and with the same opcode.
+//! on that connection, byte for byte and with the same opcode. With
+//! `--deflate` every connection offers permessage-deflate as a browser
+//! does, compresses what it sends once the server agrees, and inflates
+//! compressed replies before checking them.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,13 @@ pub struct Args {
     /// Send binary frames instead of text.
     #[arg(long)]
     pub binary: bool,
+    /// JSON-like text payloads (compressible as chat JSON is) instead of
+    /// the alphabet.
+    #[arg(long)]
+    pub json: bool,
+    /// Offer permessage-deflate and speak it where the server agrees.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 /// Longest wait for any progress before the run is declared stalled.
@@ -46,7 +56,11 @@ struct Slot {
 pub fn run(args: &Args) -> Result<(), Error> {
     let (server, path) = args.target.parse()?;
     let opcode = if args.binary { OP_BINARY } else { OP_TEXT };
-    let payloads = Payloads::new(args.size);
+    let payloads = if args.json {
+        Payloads::json(args.size)
+    } else {
+        Payloads::new(args.size)
+    };
     let mut poll = Poll::new()?;
     let mut slots = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
@@ -57,6 +71,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
             args.target.source(i),
             &path,
             i as u64,
+            args.deflate,
         )?;
         slots.push(Slot {
             conn,
@@ -106,7 +121,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
                 Event::Upgraded => {
                     for _ in 0..args.outstanding {
                         payloads.build(i as u32, *sent, &mut buf);
-                        w.send(opcode, &buf);
+                        w.send(opcode, &buf)?;
                         *sent += 1;
                     }
                     Ok(())
@@ -124,7 +139,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
                     last_progress = Instant::now();
                     if sending {
                         payloads.build(i as u32, *sent, &mut buf);
-                        w.send(opcode, &buf);
+                        w.send(opcode, &buf)?;
                         *sent += 1;
                     }
                     Ok(())
@@ -148,7 +163,18 @@ pub fn run(args: &Args) -> Result<(), Error> {
             args.conns
         )));
     }
+    let deflate_conns = slots
+        .iter()
+        .filter(|s| s.conn.writer.agreed.is_some())
+        .count();
+    let received = slots.iter().fold((0u64, 0u64, 0u64), |(b, m, z), s| {
+        let r = &s.conn.received;
+        (b + r.frame_bytes, m + r.messages, z + r.compressed)
+    });
+    let (frame_bytes, replies, compressed) = received;
     close_all(&mut poll, &mut slots, &mut scratch)?;
+    let wire_per_reply = frame_bytes as f64 / replies.max(1) as f64;
+    let compressed_pct = 100.0 * compressed as f64 / replies.max(1) as f64;
 
     let msgs = n1 - n0;
     let rate = msgs as f64 / (t1 - t0).as_secs_f64();
@@ -157,7 +183,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         _ => "nan".into(),
     };
     eprintln!(
-        "echo: {} conns x {} outstanding, {} B: {rate:.0} msgs/s, server CPU {cpu_us} us/msg ({msgs} msgs checked in the window, {total} in all)",
+        "echo: {} conns x {} outstanding, {} B: {rate:.0} msgs/s, server CPU {cpu_us} us/msg ({msgs} msgs checked in the window, {total} in all); deflate agreed on {deflate_conns} conns, {compressed_pct:.0}% of replies compressed, {wire_per_reply:.1} wire bytes per reply",
         args.conns, args.outstanding, args.size
     );
     println!(
@@ -170,6 +196,9 @@ pub fn run(args: &Args) -> Result<(), Error> {
             ("msgs_per_s", format!("{rate:.0}")),
             ("cpu_us_per_msg", cpu_us),
             ("checked", total.to_string()),
+            ("deflate_conns", deflate_conns.to_string()),
+            ("compressed_pct", format!("{compressed_pct:.0}")),
+            ("wire_bytes_per_reply", format!("{wire_per_reply:.1}")),
         ])
     );
     Ok(())

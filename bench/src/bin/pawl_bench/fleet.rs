@@ -13,6 +13,12 @@
 //! connection has N messages in all (NS: the last arrival), and more than
 //! N is an error.
 //! A worker that fails prints `error ...` and exits non-zero.
+//!
+//! With `--deflate` a worker's connections offer permessage-deflate; its
+//! `echo` message is then compressed with one compressor per process that
+//! starts afresh at every message (RFC 7692 lets any sender do so, and a
+//! window kept per connection would cost the client gigabytes at 19,000
+//! connections), and compressed replies are inflated and checked.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -24,6 +30,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::conn::{Event, Phase, WsConn};
+use crate::deflate::Deflater;
 use crate::tally::Tally;
 use crate::wire::{OP_TEXT, Payloads};
 use crate::{Error, Target, procfs};
@@ -53,6 +60,45 @@ pub struct WorkerArgs {
     /// Publishers whose messages arrive (see `tally.rs`).
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
+    #[command(flatten)]
+    pub options: FleetOptions,
+}
+
+/// How a fleet's connections talk, beyond the broadcast size.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FleetOptions {
+    /// Offer permessage-deflate and speak it where the server agrees.
+    #[arg(long)]
+    pub deflate: bool,
+    /// Size of the one message each connection echoes on `echo`.
+    #[arg(long, default_value_t = 32)]
+    pub echo_size: usize,
+    /// JSON-like text for the echo message instead of the alphabet.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            deflate: false,
+            echo_size: 32,
+            json: false,
+        }
+    }
+}
+
+impl FleetOptions {
+    fn to_args(&self) -> Vec<String> {
+        let mut args = vec!["--echo-size".to_owned(), self.echo_size.to_string()];
+        if self.deflate {
+            args.push("--deflate".into());
+        }
+        if self.json {
+            args.push("--json".into());
+        }
+        args
+    }
 }
 
 struct Member {
@@ -72,7 +118,14 @@ pub fn worker(args: &WorkerArgs) -> Result<(), Error> {
 fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
     let (server, path) = args.target.parse()?;
     let payloads = Payloads::new(args.size);
-    let echo_payloads = Payloads::new(32);
+    let opts = &args.options;
+    let echo_payloads = if opts.json {
+        Payloads::json(opts.echo_size)
+    } else {
+        Payloads::new(opts.echo_size)
+    };
+    // One compressor per client window the servers asked for.
+    let mut deflaters: Vec<(Option<u8>, Deflater)> = Vec::new();
     let mut poll = Poll::new()?;
     let stdin = std::io::stdin();
     set_nonblocking(stdin.as_raw_fd())?;
@@ -107,6 +160,7 @@ fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
                 args.target.source(id),
                 &path,
                 id as u64,
+                opts.deflate,
             )?;
             members.push(Member {
                 conn,
@@ -134,7 +188,22 @@ fn run_worker(args: &WorkerArgs) -> Result<(), Error> {
                         "echo" => {
                             for (i, m) in members.iter_mut().enumerate() {
                                 echo_payloads.build((args.first_id + i) as u32, 0, &mut buf);
-                                m.conn.writer.send(OP_TEXT, &buf);
+                                match m.conn.writer.agreed {
+                                    Some(agreed) => {
+                                        let bits = agreed.client_max_window_bits;
+                                        let at = match deflaters.iter().position(|d| d.0 == bits) {
+                                            Some(at) => at,
+                                            None => {
+                                                deflaters
+                                                    .push((bits, Deflater::new(&agreed, false)));
+                                                deflaters.len() - 1
+                                            }
+                                        };
+                                        let z = deflaters[at].1.compress(&buf)?;
+                                        m.conn.writer.send_compressed(OP_TEXT, z);
+                                    }
+                                    None => m.conn.writer.send(OP_TEXT, &buf)?,
+                                }
                                 m.conn.flush()?;
                             }
                             echoing = Some(members.len());
@@ -281,8 +350,9 @@ impl Fleet {
         per_process: usize,
         size: usize,
         first_id: usize,
+        options: &FleetOptions,
     ) -> Result<Fleet, Error> {
-        Fleet::spawn_for(target, conns, per_process, size, first_id, 1)
+        Fleet::spawn_for(target, conns, per_process, size, first_id, 1, options)
     }
 
     /// Like [`Fleet::spawn`], with messages from `publishers` publishers.
@@ -293,6 +363,7 @@ impl Fleet {
         size: usize,
         first_id: usize,
         publishers: usize,
+        options: &FleetOptions,
     ) -> Result<Fleet, Error> {
         let procs = conns.div_ceil(per_process.max(1)).max(1);
         let exe = std::env::current_exe()?;
@@ -318,6 +389,7 @@ impl Fleet {
                 ])
                 .args(["--size", &size.to_string()])
                 .args(["--publishers", &publishers.to_string()])
+                .args(options.to_args())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped());
             let mut child = command.spawn()?;

@@ -30,7 +30,15 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let mut open = |poll: &Poll, slot: usize| -> Result<(WsConn, Instant), Error> {
         seed += 1;
         let source = args.target.source(seed as usize);
-        let conn = WsConn::connect(poll.registry(), Token(slot), server, source, &path, seed)?;
+        let conn = WsConn::connect(
+            poll.registry(),
+            Token(slot),
+            server,
+            source,
+            &path,
+            seed,
+            false,
+        )?;
         Ok((conn, Instant::now()))
     };
     let cpu0 = args.target.pid.map(procfs::cpu_ns).transpose()?;

@@ -1,11 +1,14 @@
 //! Idle memory: open `--conns` upgraded connections from several worker
 //! processes and source addresses, let the server settle, and read its RSS;
 //! then one checked echo per connection (proof that all are alive) and RSS
-//! again, since many servers allocate buffers only on first use.
+//! again, since many servers allocate buffers only on first use. With
+//! `--deflate` every connection offers permessage-deflate (the figure is
+//! then memory per connection with deflate negotiated) and the one echo is
+//! compressed; `--echo-size` and `--json` choose that message.
 
 use std::time::{Duration, Instant};
 
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, FleetOptions};
 use crate::{Error, Target, procfs, result_line};
 
 #[derive(clap::Args, Debug)]
@@ -21,6 +24,8 @@ pub struct Args {
     /// Milliseconds to wait before each RSS reading.
     #[arg(long, default_value_t = 500)]
     pub settle_ms: u64,
+    #[command(flatten)]
+    pub options: FleetOptions,
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
@@ -31,7 +36,14 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let settle = Duration::from_millis(args.settle_ms);
     let rss_before = procfs::rss_bytes(pid)?;
     let start = Instant::now();
-    let fleet = Fleet::spawn(&args.target, args.conns, args.per_process, 32, 0)?;
+    let fleet = Fleet::spawn(
+        &args.target,
+        args.conns,
+        args.per_process,
+        32,
+        0,
+        &args.options,
+    )?;
     fleet.wait_all("ready", Duration::from_secs(150))?;
     let open_secs = start.elapsed().as_secs_f64();
     std::thread::sleep(settle);
@@ -42,10 +54,13 @@ pub fn run(args: &Args) -> Result<(), Error> {
     std::thread::sleep(settle);
     let rss_used = procfs::rss_bytes(pid)?;
     fleet.quit()?;
+    let (server, path) = args.target.parse()?;
+    let agreed = crate::conn::probe_extension(server, &path, args.options.deflate)?
+        .unwrap_or_else(|| "none".into());
 
     let per_conn = |rss: u64| (rss as f64 - rss_before as f64) / args.conns as f64;
     eprintln!(
-        "idle: {} conns opened in {open_secs:.1} s by {} processes; server RSS {:.1} MiB before, {:.1} MiB idle ({:.0} B/conn), {:.1} MiB after one echo each ({:.0} B/conn)",
+        "idle: deflate {agreed}; {} conns opened in {open_secs:.1} s by {} processes; server RSS {:.1} MiB before, {:.1} MiB idle ({:.0} B/conn), {:.1} MiB after one echo each ({:.0} B/conn)",
         args.conns,
         args.conns.div_ceil(args.per_process),
         rss_before as f64 / 1048576.0,
@@ -64,6 +79,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
             ("bytes_per_conn", format!("{:.0}", per_conn(rss_idle))),
             ("bytes_per_conn_used", format!("{:.0}", per_conn(rss_used))),
             ("open_secs", format!("{open_secs:.2}")),
+            ("deflate", agreed),
         ])
     );
     Ok(())

@@ -7,7 +7,12 @@
 //! cargo run --release -p pawl-bench --bin pawl_bench -- handshakes --url ws://127.0.0.1:9001/echo --pid PID
 //! cargo run --release -p pawl-bench --bin pawl_bench -- broadcast --url ws://127.0.0.1:9001/chat --conns 19000 --pid PID
 //! cargo run --release -p pawl-bench --bin pawl_bench -- publish --url ws://127.0.0.1:9001/broadcast?topic=t --worker-pid PID
+//! cargo run --release -p pawl-bench --bin pawl_bench -- echo --json --deflate --size 16384 --url ws://127.0.0.1:9001/echo --pid PID
+//! cargo run --release -p pawl-bench --bin pawl_bench -- backlog --deflate --url ws://127.0.0.1:9001/chat
 //! ```
+//!
+//! `--deflate` (echo, idle, backlog) offers permessage-deflate as a browser
+//! does and speaks it where the server agrees (see `deflate.rs`).
 //!
 //! Each run prints its figures on stderr and one `RESULT key=value ...` line
 //! on stdout for `scripts/bench`. A wrong, missing or late reply, or a
@@ -15,8 +20,10 @@
 //! exit: it never becomes a figure. `--pid` names the server process whose
 //! RSS and CPU time are read from /proc. Targets must be loopback addresses.
 
+mod backlog;
 mod broadcast;
 mod conn;
+mod deflate;
 mod echo;
 mod fleet;
 mod handshakes;
@@ -70,6 +77,9 @@ enum Command {
     /// A topic's publishers and N subscribers, over one server or workers:
     /// latency and sustained messages/s.
     Publish(publish::Args),
+    /// The chat's backlog of typical messages: bytes on the wire (pawl's
+    /// /chat only).
+    Backlog(backlog::Args),
     /// A child process holding part of the connections (used by idle and
     /// broadcast; speaks line commands on stdin/stdout).
     #[command(hide = true)]
@@ -130,6 +140,7 @@ fn main() -> ExitCode {
         Command::Handshakes(args) => handshakes::run(&args),
         Command::Broadcast(args) => broadcast::run(&args),
         Command::Publish(args) => publish::run(&args),
+        Command::Backlog(args) => backlog::run(&args),
         Command::Worker(args) => fleet::worker(&args),
     };
     match result {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use crate::conn::{Event, Phase, WsConn};
-use crate::fleet::{Fleet, SENDER};
+use crate::fleet::{Fleet, FleetOptions, SENDER};
 use crate::tally::Tally;
 use crate::wire::{OP_TEXT, Payloads};
 use crate::{Error, Target, procfs, result_line};
@@ -116,6 +116,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         args.size,
         args.publishers,
         args.publishers,
+        &FleetOptions::default(),
     )?;
     let processes = fleet.len();
 
@@ -129,6 +130,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
             args.target.source(p),
             &path,
             p as u64,
+            false,
         )?);
     }
     let mut publishers = Publishers {
@@ -163,7 +165,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         std::thread::sleep(Duration::from_millis(args.gap_ms));
         payloads.build(SENDER, seq, &mut buf);
         let t0 = procfs::monotonic_ns();
-        publishers.conns[0].writer.send(OP_TEXT, &buf);
+        publishers.conns[0].writer.send(OP_TEXT, &buf)?;
         publishers.conns[0].flush()?;
         sent[0] += 1;
         let deadline = Instant::now() + LIMIT;
@@ -203,7 +205,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         for (p, sent) in sent.iter_mut().enumerate() {
             if publishers.has_own(p, *sent) {
                 payloads.build(SENDER - p as u32, *sent, &mut buf);
-                publishers.conns[p].writer.send(OP_TEXT, &buf);
+                publishers.conns[p].writer.send(OP_TEXT, &buf)?;
                 publishers.conns[p].flush()?;
                 *sent += 1;
             }
