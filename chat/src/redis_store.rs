@@ -205,24 +205,7 @@ impl Store for RedisStore {
                         }
                         l.borrow_mut().outstanding += names.len();
                         for name in names {
-                            let key = RedisStore::dm_key(&room_name, &name);
-                            let l = Rc::clone(&l);
-                            client.command(
-                                &[b"ZRANGE", key.as_bytes(), b"0", b"-1"],
-                                move |reactor, reply| {
-                                    match array(reply) {
-                                        Ok(items) => {
-                                            let dms = items
-                                                .iter()
-                                                .filter_map(json::<DirectMessage>)
-                                                .map(|dm| (name.clone(), dm));
-                                            l.borrow_mut().loaded.dms.extend(dms);
-                                        }
-                                        Err(e) => l.borrow_mut().fail("dms", &e),
-                                    }
-                                    Load::done(&l, reactor);
-                                },
-                            );
+                            load_dms(&client, &room_name, name, Rc::clone(&l));
                         }
                     }
                     Err(e) => l.borrow_mut().fail("members", &e),
@@ -269,24 +252,7 @@ impl Store for RedisStore {
                 Load::done(&l, reactor);
             },
         );
-        let dms = Self::dm_key(room, name);
-        let (l, owner) = (Rc::clone(&load), name.to_owned());
-        self.client.command(
-            &[b"ZRANGE", dms.as_bytes(), b"0", b"-1"],
-            move |reactor, reply| {
-                match array(reply) {
-                    Ok(items) => {
-                        let dms = items
-                            .iter()
-                            .filter_map(json::<DirectMessage>)
-                            .map(|dm| (owner.clone(), dm));
-                        l.borrow_mut().loaded.dms.extend(dms);
-                    }
-                    Err(e) => l.borrow_mut().fail("dms", &e),
-                }
-                Load::done(&l, reactor);
-            },
-        );
+        load_dms(&self.client, room, name.to_owned(), Rc::clone(&load));
         let room_name = room.to_owned();
         ctx.set_timer(LOAD_TIMEOUT, move |chat, ctx| {
             if chat.is_loading(&room_name) {
@@ -399,4 +365,26 @@ fn array(reply: Result<Value, RedisError>) -> Result<Vec<Value>, String> {
 
 fn json<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
     serde_json::from_slice(value.as_bytes()?).ok()
+}
+
+/// Reads `name`'s direct messages in `room` into the load `l`, and counts
+/// that reply done.
+fn load_dms(client: &RedisClient, room: &str, name: String, l: Rc<RefCell<Load>>) {
+    let key = RedisStore::dm_key(room, &name);
+    client.command(
+        &[b"ZRANGE", key.as_bytes(), b"0", b"-1"],
+        move |reactor, reply| {
+            match array(reply) {
+                Ok(items) => {
+                    let dms = items
+                        .iter()
+                        .filter_map(json::<DirectMessage>)
+                        .map(|dm| (name.clone(), dm));
+                    l.borrow_mut().loaded.dms.extend(dms);
+                }
+                Err(e) => l.borrow_mut().fail("dms", &e),
+            }
+            Load::done(&l, reactor);
+        },
+    );
 }
