@@ -23,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => return,
     };
     assert!(inflated.len() <= limit, "{} bytes past a limit of {limit}", inflated.len());
+    // The round trip checks the compressor on what the fuzzer's inputs
+    // inflate to, but compressing is most of a run's time (zlib-rs under
+    // coverage instrumentation): it is done for outputs of up to 4 KiB,
+    // which hold every kind of block the compressor writes.
+    if inflated.len() > 4096 {
+        return;
+    }
     let window_bits = 9 + bits % 7;
     let again = pawl::fuzzing::deflate(&inflated, window_bits);
     let back = pawl::fuzzing::inflate(&again, limit).expect("the server's own output inflates");
