@@ -9,12 +9,16 @@ mod util;
 mod redis_server;
 
 use pawl::{Component, ConnId, Context, Message, OwnedMessage};
-use std::time::Duration;
 
 use util::{TestServer, app, wait_for};
 
-/// Text commands: `sub T`, `unsub T`, `pub T TEXT`, `count T`, `topics`.
-struct PubSub;
+/// Text commands: `sub T`, `unsub T`, `pub T TEXT`, `count T`, `topics`,
+/// `lost`, and `link` (is the broker connected now, and how many times was
+/// it told so).
+#[derive(Default)]
+struct PubSub {
+    links: u32,
+}
 
 impl Component for PubSub {
     type Session = ();
@@ -39,6 +43,7 @@ impl Component for PubSub {
             }
             (Some("count"), Some(topic), None) => format!("count {}", ctx.subscribers(topic)),
             (Some("lost"), None, None) => format!("lost {}", ctx.lost_publishes()),
+            (Some("link"), None, None) => format!("link {} {}", ctx.topics_connected(), self.links),
             (Some("topics"), None, None) => {
                 let mut topics: Vec<&str> = ctx.topics(conn).collect();
                 topics.sort_unstable();
@@ -48,16 +53,21 @@ impl Component for PubSub {
         };
         let _ = ctx.send(conn, &reply);
     }
+
+    fn on_topics_connected(&mut self, ctx: &mut Context<'_, Self>) {
+        assert!(ctx.topics_connected(), "told of a link that is down");
+        self.links += 1;
+    }
 }
 
 fn server() -> TestServer {
-    TestServer::start(|| app().route("/ps", PubSub, &["*"]))
+    TestServer::start(|| app().route("/ps", PubSub::default(), &["*"]))
 }
 
 /// A node: the same app with a broker on `redis`.
 fn node(redis: &redis_server::RedisServer) -> TestServer {
     let url = redis.url();
-    TestServer::start(move || app().broker(&url).route("/ps", PubSub, &["*"]))
+    TestServer::start(move || app().broker(&url).route("/ps", PubSub::default(), &["*"]))
 }
 
 /// How many nodes Redis has on a topic's channel.
@@ -200,6 +210,9 @@ fn without_redis_a_node_still_delivers_its_own_publishes_and_catches_up_after() 
         client.expect_text("sub true");
     }
     wait_numsub(&redis, "room", 2);
+    for client in [&mut here, &mut there] {
+        wait_link(client, "link true 1");
+    }
 
     redis.kill();
     // Local delivery goes on; once the node has seen Redis go, a publish
@@ -213,30 +226,37 @@ fn without_redis_a_node_still_delivers_its_own_publishes_and_catches_up_after() 
         (lost > 0).then_some(lost)
     });
 
+    here.send_text("link");
+    here.expect_text("link false 1");
+
     redis.restart();
-    // Both nodes subscribe again on their own; publishes cross again once
-    // the publishing node's client is back too (until then they reach only
-    // its own subscribers: at most once across nodes).
+    // Both nodes subscribe again on their own, and each tells its routes
+    // once both its connections are back: from then on a publish crosses.
     wait_numsub(&redis, "room", 2);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "publishes never crossed nodes again"
-        );
-        here.send_text("pub room again");
-        here.expect_text("again");
-        here.expect_text("reached 1");
-        match there.recv_within(Duration::from_millis(200)) {
-            Some(util::Received::Text(text)) if text == "again" => {
-                // The count is a total: Redis coming back does not reset it.
-                here.send_text("lost");
-                let now: u64 = here.text()["lost ".len()..].parse().expect("a count");
-                assert!(now >= lost, "lost {now} after {lost}");
-                break;
-            }
-            Some(other) => panic!("unexpected {other:?}"),
-            None => {}
-        }
-    }
+    wait_link(&mut here, "link true 2");
+    here.send_text("pub room again");
+    here.expect_text("again");
+    here.expect_text("reached 1");
+    there.expect_text("again");
+    // The count is a total: Redis coming back does not reset it.
+    here.send_text("lost");
+    let now: u64 = here.text()["lost ".len()..].parse().expect("a count");
+    assert!(now >= lost, "lost {now} after {lost}");
+}
+
+/// Asks `client`'s node about its broker link until it answers `want`.
+#[track_caller]
+fn wait_link(client: &mut util::Client, want: &str) {
+    util::wait_for(want, || {
+        client.send_text("link");
+        (client.text() == want).then_some(())
+    });
+}
+
+#[test]
+fn a_server_without_a_broker_is_never_told_of_a_link() {
+    let server = server();
+    let mut client = server.client("/ps");
+    client.send_text("link");
+    client.expect_text("link true 0");
 }

@@ -31,8 +31,8 @@
 //! A node id is 64 random bits, new for each process, so a restarted node
 //! never inherits a dead one's presence.
 
-use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,11 @@ use super::{Chat, events_topic};
 
 /// The set of node ids.
 const NODES_KEY: &str = "pawl:chat:nodes";
+
+/// The most event bytes (JSON) held while the topics' link is down; past
+/// it the oldest are dropped, and the other nodes catch up on them from
+/// the store instead. A DM is at most a few KB.
+const MAX_HELD_BYTES: usize = 1 << 20;
 
 /// `INCR` of a room's sequence that never hands out an id at or below
 /// `ARGV[1]`, the last id the node has seen: a Redis that restarted empty
@@ -138,6 +143,31 @@ pub struct Cluster {
     /// Set when a graceful stop began: the node has said goodbye and must
     /// not put its presence key back while its connections close.
     stopping: Rc<Cell<bool>>,
+    /// Events made while the topics' link was down, to send when it is back.
+    held: Rc<RefCell<Held>>,
+}
+
+/// Events waiting for the topics' link: (events topic, envelope JSON),
+/// oldest first, with their total size.
+#[derive(Debug, Default)]
+struct Held {
+    events: VecDeque<(String, String)>,
+    bytes: usize,
+    dropped: u64,
+}
+
+impl Held {
+    fn push(&mut self, topic: String, json: String) {
+        self.bytes += json.len();
+        self.events.push_back((topic, json));
+        while self.bytes > MAX_HELD_BYTES {
+            let Some((_, oldest)) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+            self.dropped += 1;
+        }
+    }
 }
 
 impl Cluster {
@@ -161,6 +191,7 @@ impl Cluster {
             version: Rc::new(Cell::new(0)),
             connected_at: Rc::new(Cell::new(None)),
             stopping: Rc::new(Cell::new(false)),
+            held: Rc::default(),
         }
     }
 
@@ -252,9 +283,12 @@ impl Cluster {
     }
 
     /// Tells the other nodes (on the room's events topic); presence events
-    /// bump this node's version. At most once across nodes, like every
-    /// topic publish; what was missed is caught up by the reload that
-    /// follows a reconnect, or a gap in the message ids.
+    /// bump this node's version. While the topics' link is down the event
+    /// is held (up to [`MAX_HELD_BYTES`]) and sent when it is back
+    /// ([`Cluster::send_held`]): a DM, a join confirmed or a room written
+    /// back while Redis was half back must reach the others live, not at
+    /// their next reload. The receivers drop what they knew already (DMs
+    /// by id, presence by version).
     pub fn publish(&self, ctx: &mut Context<'_, Chat>, room: &str, event: Event) {
         let presence = matches!(
             event,
@@ -272,7 +306,28 @@ impl Cluster {
             event,
         };
         let json = serde_json::to_string(&envelope).unwrap_or_default();
-        ctx.publish(&events_topic(room), &json);
+        if ctx.topics_connected() {
+            ctx.publish(&events_topic(room), &json);
+        } else {
+            self.held.borrow_mut().push(events_topic(room), json);
+        }
+    }
+
+    /// The topics' link is back: sends the events held meanwhile, in order.
+    pub fn send_held(&self, ctx: &mut Context<'_, Chat>) {
+        let held = std::mem::take(&mut *self.held.borrow_mut());
+        if held.events.is_empty() && held.dropped == 0 {
+            return;
+        }
+        info!(
+            "cluster: the other nodes are reachable again; sending {} events held meanwhile \
+             ({} older ones dropped, past {MAX_HELD_BYTES} bytes)",
+            held.events.len(),
+            held.dropped
+        );
+        for (topic, json) in held.events {
+            ctx.publish(&topic, &json);
+        }
     }
 
     /// Writes this node's presence key, then reads every node's.

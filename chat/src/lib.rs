@@ -566,6 +566,24 @@ impl Component for Chat {
         }
     }
 
+    /// The link to the other nodes is back: what this node's users did
+    /// meanwhile is sent now, and what the others published meanwhile was
+    /// missed here, so the rooms are read again from the store (when it is
+    /// connected; otherwise its own reconnect reads them).
+    fn on_topics_connected(&mut self, ctx: &mut Context<'_, Chat>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        cluster.send_held(ctx);
+        if cluster.is_connected() {
+            for (name, entry) in &self.rooms {
+                if !entry.loading {
+                    self.store.load(ctx, name);
+                }
+            }
+        }
+    }
+
     fn on_close(
         &mut self,
         ctx: &mut Context<'_, Chat>,

@@ -314,3 +314,35 @@ fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
         texts(&bob.expect("history")["messages"]) == ["before", "alone on A", "back"]
     });
 }
+
+#[test]
+fn a_dm_sent_during_an_outage_reaches_the_other_node_live_when_redis_is_back() {
+    let mut redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    redis.wait_for_nodes(2);
+    let mut alice = a.client("lobby");
+    alice.join("alice");
+    let mut bob = b.client("lobby");
+    let welcome = bob.join("bob");
+    sees_online(&mut bob, &welcome, "alice");
+    expect_presence(&mut alice, "joined", "bob");
+
+    redis.kill();
+    // B cannot reach A now: the DM is bob's at once, and held for A.
+    bob.send(json!({"type": "dm", "to": "alice", "text": "while redis was away"}));
+    let sent = bob.expect("dm");
+
+    redis.restart();
+    // Once B's link to the other nodes is back it sends what it held, and
+    // alice gets the DM as it happens, not at her next join.
+    let got = alice.expect("dm");
+    assert_eq!(
+        (&got["id"], &got["from"], &got["text"]),
+        (&sent["id"], &json!("bob"), &json!("while redis was away"))
+    );
+    // Once, though A may have read it from the store meanwhile: the next
+    // DM alice gets is the next one bob sends.
+    bob.send(json!({"type": "dm", "to": "alice", "text": "and now"}));
+    bob.expect("dm");
+    assert_eq!(alice.expect("dm")["text"], "and now");
+}

@@ -211,6 +211,15 @@ impl<'a, C> Context<'a, C> {
         self.net.broker.as_ref().map_or(0, |b| b.lost())
     }
 
+    /// True while this server's link to the other nodes is up (its
+    /// broker's Redis connections are both ready), so that a publish
+    /// reaches them now; always true without a broker. See
+    /// [`Component::on_topics_connected`](crate::Component::on_topics_connected)
+    /// for what to do when it comes back.
+    pub fn topics_connected(&self) -> bool {
+        self.net.broker.as_ref().is_none_or(|b| b.is_connected())
+    }
+
     /// How many connections of this server subscribe to `topic`.
     pub fn subscribers(&self, topic: &str) -> usize {
         self.net.topics.count(topic)

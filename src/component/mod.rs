@@ -114,6 +114,18 @@ pub trait Component: Sized + 'static {
         let _ = (ctx, topic, message);
     }
 
+    /// The server's link to the other nodes (its topics broker,
+    /// [`App::broker`](crate::App::broker)) is up: both its Redis
+    /// connections are ready, the first time and after every outage. While
+    /// it was down, this node's publishes reached only this node and other
+    /// nodes' publishes did not reach it (at most once): this is the place
+    /// to send again what must not be lost and to catch up on what was
+    /// missed. [`Context::topics_connected`] tells whether the link is up
+    /// now. Never called on a server without a broker.
+    fn on_topics_connected(&mut self, ctx: &mut Context<'_, Self>) {
+        let _ = ctx;
+    }
+
     /// The subprotocols this component speaks, most preferred first. The
     /// handshake answers with the first one the client offers in
     /// `Sec-WebSocket-Protocol` (Ratchet's `getSubProtocols`). Default: none;

@@ -37,7 +37,7 @@ use crate::handles::{AppId, Server};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reactor::{Handler, LoopHandle, PostAction, SourceKey, sub_key};
 use crate::router::Router;
-use crate::topics::{Broker, Deliver};
+use crate::topics::{Broker, Connected, Deliver};
 
 mod accept;
 mod handle;
@@ -402,7 +402,12 @@ fn connect_broker(lp: &mut LoopHandle, url: &str, app: AppId) -> Result<Broker> 
             log::warn!("topics: a message on {topic:?} from another node found no server");
         }
     });
-    Broker::connect(lp, url, deliver)
+    let connected: Connected = Rc::new(move |lp| {
+        if let Some(key) = ServerCore::key_of(lp, app) {
+            lp.try_with_source(key, |core, lp| core.tell_topics_connected(lp));
+        }
+    });
+    Broker::connect(lp, url, deliver, connected)
         .map_err(|e| Error::Config(format!("topics broker at {url}: {e}")))
 }
 

@@ -66,6 +66,8 @@ pub(crate) trait Endpoint {
         topic: &str,
         message: Message<'_>,
     ) -> Result<(), Panicked>;
+    /// `on_topics_connected`: the broker's link to Redis is up.
+    fn topics_connected(&mut self, env: Env<'_>) -> Result<(), Panicked>;
     fn as_any(&mut self) -> &mut dyn Any;
 }
 
@@ -173,6 +175,10 @@ impl<C: Component> Endpoint for Mounted<C> {
         self.call(env, |c, ctx| c.on_remote_publish(ctx, topic, message))
     }
 
+    fn topics_connected(&mut self, env: Env<'_>) -> Result<(), Panicked> {
+        self.call(env, |c, ctx| c.on_topics_connected(ctx))
+    }
+
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
@@ -253,6 +259,23 @@ impl ServerCore {
             };
             // A panic is logged by the guard; the other watchers still hear.
             let _ = endpoint.remote_publish(env, topic, message);
+        }
+        self.settle(lp);
+    }
+
+    /// Tells every route that the topics broker is connected.
+    pub(super) fn tell_topics_connected(&mut self, lp: &mut LoopHandle) {
+        self.net.tick(lp.now());
+        let server = self.server;
+        for (index, endpoint) in (0u32..).zip(self.routes.iter_mut()) {
+            let env = Env {
+                net: &mut self.net,
+                lp,
+                server,
+                index,
+            };
+            // A panic is logged by the guard; the other routes still hear.
+            let _ = endpoint.topics_connected(env);
         }
         self.settle(lp);
     }

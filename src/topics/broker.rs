@@ -23,6 +23,9 @@ use crate::stats::RedisStats;
 /// Delivers a message from another node to this node's subscribers.
 pub(crate) type Deliver = Rc<dyn Fn(&mut LoopHandle, &str, Message<'_>)>;
 
+/// Tells the server that the link is up (both connections ready).
+pub(crate) type Connected = Rc<dyn Fn(&mut LoopHandle)>;
+
 /// The channel of a topic.
 fn channel(topic: &str) -> String {
     format!("pawl:topic:{topic}")
@@ -95,11 +98,13 @@ pub(crate) struct Broker {
 impl Broker {
     /// Connects to Redis on the loop (never blocking: it goes on
     /// connecting in the background); `deliver` hands other nodes'
-    /// messages to this node's subscribers.
+    /// messages to this node's subscribers, and `connected` is called each
+    /// time both connections are ready, the first time and after an outage.
     pub(crate) fn connect(
         lp: &mut LoopHandle,
         url: &str,
         deliver: Deliver,
+        connected: Connected,
     ) -> Result<Broker, RedisError> {
         // A publish is not idempotent: one whose reply was lost is not sent
         // again (at most once).
@@ -112,6 +117,22 @@ impl Broker {
             let lost = counted.replace(0);
             if lost > 0 {
                 warn!("topics: redis is back; {lost} publishes reached only this node meanwhile");
+            }
+        });
+        // Each connection comes back on its own: whichever is second makes
+        // the link whole. (Both may see the other ready, when one dropped
+        // and came back while the other stayed: then the call is once, by
+        // the one that came back.)
+        let (publisher, listener) = (client.clone(), subscriber.clone());
+        let tell = Rc::clone(&connected);
+        client.on_connect(move |lp| {
+            if listener.is_connected() {
+                tell(lp);
+            }
+        });
+        subscriber.on_connect(move |lp| {
+            if publisher.is_connected() {
+                connected(lp);
             }
         });
         let node = node_id();
@@ -132,8 +153,13 @@ impl Broker {
 
     /// The state of its Redis link: up while both connections are.
     pub(crate) fn stats(&self) -> RedisStats {
-        let connected = self.client.is_connected() && self.subscriber.is_connected();
-        RedisStats::new(connected, self.client.pending())
+        RedisStats::new(self.is_connected(), self.client.pending())
+    }
+
+    /// True while both connections are ready: a publish reaches the other
+    /// nodes, and theirs reach this one.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.client.is_connected() && self.subscriber.is_connected()
     }
 
     /// This node has its first subscriber to `topic`: listen to its channel.

@@ -13,7 +13,7 @@ use std::hash::Hash;
 
 use slab::Slab;
 
-pub(crate) use broker::{Broker, Deliver};
+pub(crate) use broker::{Broker, Connected, Deliver};
 
 /// The subscriptions of one server.
 #[derive(Debug)]
