@@ -212,15 +212,7 @@ impl Store for RedisStore {
                 }
                 Load::done(&l, reactor);
             });
-        // If Redis does not answer in time, the room goes on from memory;
-        // the answer, when it comes, is merged all the same.
-        let room_name = room.to_owned();
-        ctx.set_timer(LOAD_TIMEOUT, move |chat, ctx| {
-            if chat.is_loading(&room_name) {
-                warn!("redis did not answer within {LOAD_TIMEOUT:?}; room {room_name:?} goes on from memory");
-                chat.room_loaded(ctx, &room_name, Loaded::default());
-            }
-        });
+        give_up_after_timeout(ctx, room);
         true
     }
 
@@ -253,13 +245,7 @@ impl Store for RedisStore {
             },
         );
         load_dms(&self.client, room, name.to_owned(), Rc::clone(&load));
-        let room_name = room.to_owned();
-        ctx.set_timer(LOAD_TIMEOUT, move |chat, ctx| {
-            if chat.is_loading(&room_name) {
-                warn!("redis did not answer within {LOAD_TIMEOUT:?}; room {room_name:?} goes on from memory");
-                chat.room_loaded(ctx, &room_name, Loaded::default());
-            }
-        });
+        give_up_after_timeout(ctx, room);
         true
     }
 
@@ -369,6 +355,19 @@ fn json<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
 
 /// Reads `name`'s direct messages in `room` into the load `l`, and counts
 /// that reply done.
+/// If Redis does not answer a load of `room` within [`LOAD_TIMEOUT`], the
+/// room goes on from memory; the answer, when it comes, is merged all the
+/// same.
+fn give_up_after_timeout(ctx: &mut Context<'_, Chat>, room: &str) {
+    let room_name = room.to_owned();
+    ctx.set_timer(LOAD_TIMEOUT, move |chat, ctx| {
+        if chat.is_loading(&room_name) {
+            warn!("redis did not answer within {LOAD_TIMEOUT:?}; room {room_name:?} goes on from memory");
+            chat.room_loaded(ctx, &room_name, Loaded::default());
+        }
+    });
+}
+
 fn load_dms(client: &RedisClient, room: &str, name: String, l: Rc<RefCell<Load>>) {
     let key = RedisStore::dm_key(room, &name);
     client.command(

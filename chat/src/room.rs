@@ -488,6 +488,29 @@ mod tests {
         n
     }
 
+    /// A room where alice (connection 0) took her name provisionally,
+    /// beside bob (connection 1, token `tb`).
+    fn alice_provisional_and_bob() -> Room<u32> {
+        let mut room: Room<u32> = Room::new(10);
+        let (alice, _) = room
+            .join(conn(0), "alice", None, || "impostor".into())
+            .expect("new");
+        alice.provisional = true;
+        room.join(conn(1), "bob", None, || "tb".into())
+            .expect("new");
+        room
+    }
+
+    fn dm(id: u64, from: &str, to: &str) -> DirectMessage {
+        DirectMessage {
+            id,
+            from: from.into(),
+            to: to.into(),
+            text: format!("dm{id}"),
+            ts: 0,
+        }
+    }
+
     fn msg(id: u64) -> ChatMessage {
         ChatMessage {
             id,
@@ -583,20 +606,7 @@ mod tests {
 
     #[test]
     fn a_provisional_member_gets_no_dms_from_elsewhere() {
-        let mut room: Room<u32> = Room::new(10);
-        let (alice, _) = room
-            .join(conn(0), "alice", None, || "impostor".into())
-            .expect("new");
-        alice.provisional = true;
-        room.join(conn(1), "bob", None, || "tb".into())
-            .expect("new");
-        let dm = |id: u64, from: &str, to: &str| DirectMessage {
-            id,
-            from: from.into(),
-            to: to.into(),
-            text: format!("dm{id}"),
-            ts: 0,
-        };
+        let mut room = alice_provisional_and_bob();
         // Said here during the outage: both parties keep it.
         room.push_dm(&dm(1, "bob", "alice"));
         // From another node, and from the store: the owner's, not hers.
@@ -615,20 +625,8 @@ mod tests {
 
     #[test]
     fn a_provisional_name_is_handed_over_and_never_forgotten() {
-        let mut room: Room<u32> = Room::new(10);
-        let (alice, _) = room
-            .join(conn(0), "alice", None, || "impostor".into())
-            .expect("new");
-        alice.provisional = true;
-        room.join(conn(1), "bob", None, || "tb".into())
-            .expect("new");
-        room.push_dm(&DirectMessage {
-            id: 1,
-            from: "bob".into(),
-            to: "alice".into(),
-            text: "hi".into(),
-            ts: 0,
-        });
+        let mut room = alice_provisional_and_bob();
+        room.push_dm(&dm(1, "bob", "alice"));
         // Offline, but its record and DMs are in memory only: kept.
         room.leave(conn(0), "alice");
         assert!(room.idle_members().all(|(name, _)| name != "alice"));

@@ -102,7 +102,8 @@ fn authorized(secret: &[u8], header: Option<&str>) -> bool {
     scheme.eq_ignore_ascii_case("bearer") && constant_time_eq(secret, token.trim().as_bytes())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// `a == b`, in a time that depends on their lengths only.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -28,6 +28,8 @@ use mio::{Events, Interest, Poll, Token};
 use pawl::redis::resp::{Decoder, Value, encode_command};
 use slab::Slab;
 
+use crate::publish::constant_time_eq;
+
 /// Unsent bytes to one worker above which messages to it are dropped
 /// (one message is always taken, however large).
 pub const MAX_QUEUED: usize = 64 << 20;
@@ -384,14 +386,6 @@ impl Relay {
         }
         let _ = self.poll.registry().deregister(&mut peer.stream);
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
 }
 
 #[cfg(test)]
