@@ -45,6 +45,7 @@ use cluster::{Cluster, Envelope, Event};
 use limit::RateLimit;
 use protocol::{ChatMessage, ClientMessage, DirectMessage, ErrorCode, ServerMessage};
 use redis_store::StoredMember;
+use remote::send_dm_to;
 use room::{Loaded, Room};
 use store::Store;
 
@@ -254,7 +255,9 @@ impl Chat {
         let Some(entry) = self.rooms.get_mut(room) else {
             return;
         };
-        entry.room.merge(loaded);
+        for (owner, dm) in entry.room.merge(loaded) {
+            send_dm_to(ctx, entry.room.member(&owner), &dm);
+        }
         entry.loading = false;
         let waiting = std::mem::take(&mut entry.waiting);
         debug!("room {room:?} loaded, {} held messages", waiting.len());

@@ -7,12 +7,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
-use pawl::Context;
+use pawl::{ConnId, Context};
 
 use super::Chat;
 use super::cluster::{Envelope, Event, Present, Snapshot, clean};
 use super::protocol::{ChatMessage, DirectMessage, ServerMessage, User};
-use super::room::Room;
+use super::room::{Member, Room};
 
 /// Least time between two reloads of a room for gaps in its ids.
 const GAP_RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -73,13 +73,10 @@ impl Chat {
         match event {
             Event::Dm { dm } => {
                 room.note_id(dm.id);
-                let known = room
-                    .member(&dm.from)
-                    .is_some_and(|m| m.dms.iter().any(|d| d.id == dm.id));
-                if !known {
-                    deliver_remote_dm(ctx, room, &dm);
-                    room.push_remote_dm(&dm);
-                }
+                // Each party here that did not have it (it may have been
+                // read from the store already, or be provisional here).
+                let fresh = room.push_remote_dm(&dm);
+                send_dm_to(ctx, fresh, &dm);
             }
             Event::Joined { user, token } => {
                 room.add_member(&user.name, &token, user.profile.clone());
@@ -218,24 +215,22 @@ fn gone(ctx: &mut Context<'_, Chat>, room: &mut Room, node: &str, name: &str) {
 
 /// Sends a DM to every connection here of its sender and its recipient.
 pub(super) fn deliver_dm(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage) {
-    deliver(ctx, room, dm, true);
+    let parties = [&dm.from, &dm.to].map(|name| room.member(name));
+    send_dm_to(ctx, parties.into_iter().flatten(), dm);
 }
 
-/// [`deliver_dm`] for a DM from another node: not to a provisional member,
-/// whose name may be the DM's party's only here.
-fn deliver_remote_dm(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage) {
-    deliver(ctx, room, dm, false);
-}
-
-fn deliver(ctx: &mut Context<'_, Chat>, room: &Room, dm: &DirectMessage, provisional_too: bool) {
-    let mut conns = Vec::new();
-    for name in [&dm.from, &dm.to] {
-        if let Some(member) = room
-            .member(name)
-            .filter(|m| provisional_too || !m.provisional)
-        {
-            conns.extend(member.conns.iter().copied());
-        }
+/// Sends `dm` to every connection of `members`, once each.
+pub(super) fn send_dm_to<'m>(
+    ctx: &mut Context<'_, Chat>,
+    members: impl IntoIterator<Item = &'m Member>,
+    dm: &DirectMessage,
+) {
+    let mut conns: Vec<ConnId> = members
+        .into_iter()
+        .flat_map(|m| m.conns.iter().copied())
+        .collect();
+    if conns.is_empty() {
+        return;
     }
     conns.sort();
     conns.dedup();

@@ -2,7 +2,7 @@
 //! connections), the public backlog, each member's direct messages, and the
 //! id sequence. Pure data: no sockets, no store; the component sends.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use super::names::skeleton;
@@ -318,12 +318,20 @@ impl<C: Ord + Copy> Room<C> {
     }
 
     /// Files a direct message from another node with both parties, except
-    /// a provisional member: the message is the name's owner's.
-    pub fn push_remote_dm(&mut self, dm: &DirectMessage) {
-        self.file_dm(dm, false);
+    /// a provisional member: the message is the name's owner's. Returns
+    /// the members here that did not have it yet (they are to be sent it).
+    pub fn push_remote_dm(&mut self, dm: &DirectMessage) -> Vec<&Member<C>> {
+        let fresh = self.file_dm(dm, false);
+        fresh
+            .into_iter()
+            .filter_map(|name| self.members.get(name))
+            .collect()
     }
 
-    fn file_dm(&mut self, dm: &DirectMessage, provisional_too: bool) {
+    /// Files `dm` with its parties; returns the names of those that did not
+    /// have it yet.
+    fn file_dm<'d>(&mut self, dm: &'d DirectMessage, provisional_too: bool) -> Vec<&'d str> {
+        let mut fresh = Vec::with_capacity(2);
         for name in [&dm.from, &dm.to] {
             if let Some(member) = self
                 .members
@@ -331,10 +339,14 @@ impl<C: Ord + Copy> Room<C> {
                 .filter(|m| provisional_too || !m.provisional)
             {
                 let at = member.dms.partition_point(|d| d.id < dm.id);
-                if member.dms.get(at).is_some_and(|d| d.id == dm.id) {
+                let known = member.dms.get(at).is_some_and(|d| d.id == dm.id);
+                // Older than every one kept, with no room left: not kept.
+                let too_old = at == 0 && member.dms.len() >= self.keep;
+                if known || too_old {
                     continue;
                 }
                 member.dms.insert(at, dm.clone());
+                fresh.push(name.as_str());
                 member.active = Instant::now();
                 self.bytes += cost::dm(dm);
                 while member.dms.len() > self.keep {
@@ -344,6 +356,7 @@ impl<C: Ord + Copy> Room<C> {
                 }
             }
         }
+        fresh
     }
 
     /// Public messages with an id above `since` (all kept ones for `None`).
@@ -364,7 +377,10 @@ impl<C: Ord + Copy> Room<C> {
 
     /// Adds what a store loaded to what the room has in memory: the union by
     /// id, the newest kept. Memory wins for members it already knows.
-    pub fn merge(&mut self, loaded: Loaded) {
+    /// Returns the DMs that were new to a member with connections here, by
+    /// owner, oldest first: their live delivery was missed (a publish lost
+    /// in an outage), so they are to be sent now.
+    pub fn merge(&mut self, loaded: Loaded) -> Vec<(String, DirectMessage)> {
         self.last_id = self.last_id.max(loaded.last_id);
         for (name, token, profile) in loaded.members {
             if !self.members.contains_key(&name) {
@@ -391,11 +407,19 @@ impl<C: Ord + Copy> Room<C> {
         for (owner, dm) in loaded.dms {
             by_owner.entry(owner).or_default().push(dm);
         }
+        let mut fresh = Vec::new();
         for (owner, mut dms) in by_owner {
             // A name claimed here unchecked may be someone else's: what the
             // store holds for it is its owner's.
             let Some(member) = self.members.get_mut(&owner).filter(|m| !m.provisional) else {
                 continue;
+            };
+            // What an online member had not seen yet (a DM whose live
+            // publish was lost in an outage) is to be sent to them.
+            let had: HashSet<u64> = if member.conns.is_empty() {
+                HashSet::new()
+            } else {
+                member.dms.iter().map(|d| d.id).collect()
             };
             dms.extend(member.dms.drain(..));
             dms.sort_by_key(|d| d.id);
@@ -403,8 +427,13 @@ impl<C: Ord + Copy> Room<C> {
             self.last_id = self.last_id.max(dms.last().map_or(0, |d| d.id));
             let skip = dms.len().saturating_sub(self.keep);
             member.dms = dms.into_iter().skip(skip).collect();
+            if !member.conns.is_empty() {
+                let new = member.dms.iter().filter(|d| !had.contains(&d.id));
+                fresh.extend(new.map(|d| (owner.clone(), d.clone())));
+            }
         }
         self.recount();
+        fresh
     }
 
     /// Counts [`Room::bytes`] again from what the room holds.
@@ -657,6 +686,43 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(room.member("bob").map(|m| m.token.as_str()), Some("tb"));
+    }
+
+    #[test]
+    fn merge_returns_the_dms_an_online_member_had_not_seen() {
+        let mut room = alice_provisional_and_bob();
+        room.join(conn(2), "carol", None, || "tc".into())
+            .expect("new");
+        room.leave(conn(2), "carol");
+        room.push_dm(&dm(1, "bob", "carol"));
+        let fresh = room.merge(Loaded {
+            dms: vec![
+                // Bob had it: not again.
+                ("bob".into(), dm(1, "bob", "carol")),
+                // New to bob, who is online: his.
+                ("bob".into(), dm(4, "bob", "dave")),
+                // New to carol, who is offline: filed, not sent.
+                ("carol".into(), dm(5, "erin", "carol")),
+                // Alice's name is provisional here: the store's is not hers.
+                ("alice".into(), dm(6, "erin", "alice")),
+            ],
+            ..Loaded::default()
+        });
+        let fresh: Vec<(&str, u64)> = fresh.iter().map(|(o, d)| (o.as_str(), d.id)).collect();
+        assert_eq!(fresh, [("bob", 4)]);
+        assert_eq!(room.member("carol").map(|m| m.dms.len()), Some(2));
+        // A DM from another node is for each party that lacks it.
+        let to: Vec<String> = room
+            .push_remote_dm(&dm(7, "bob", "carol"))
+            .iter()
+            .map(|m| m.user.name.clone())
+            .collect();
+        assert_eq!(to, ["bob", "carol"]);
+        assert!(room.push_remote_dm(&dm(7, "bob", "carol")).is_empty());
+        assert!(
+            room.push_remote_dm(&dm(8, "bob", "alice")).len() == 1,
+            "not the provisional"
+        );
     }
 
     #[test]
