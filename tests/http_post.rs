@@ -65,18 +65,7 @@ fn post_head(path: &str, length: usize, extra: &str) -> String {
 fn exchange(server: &TestServer, request: &[u8]) -> (u16, String) {
     let mut raw = Raw::connect(server.addr);
     raw.send(request);
-    let all = raw.read_to_end();
-    let text = String::from_utf8_lossy(&all).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
+    raw.response_to_end()
 }
 
 #[test]

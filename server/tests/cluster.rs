@@ -9,7 +9,7 @@ mod chat_util;
 use std::time::{Duration, Instant};
 
 use chat_util::redis::Redis;
-use chat_util::{Client, Pawl, TIMEOUT, names, texts};
+use chat_util::{Client, Pawl, TIMEOUT, hears, names, say, texts};
 use serde_json::{Value, json};
 
 /// Presence expiry the tests run with; a dead node is dropped within
@@ -61,21 +61,21 @@ fn sees_online(client: &mut Client, welcome: &Value, name: &str) -> Value {
     listed.unwrap_or_else(|| expect_presence(client, "joined", name)["user"].clone())
 }
 
+/// Two nodes on `redis`, alice in `room` on the first and bob on the
+/// second, each having seen the other come online: where most tests here
+/// start. Returns `(a, b, alice, bob)`; bind what a test does not use as
+/// `_a`, not `_`: a node stops, and a client leaves, when dropped.
 #[track_caller]
-fn say(client: &mut Client, text: &str) -> u64 {
-    client.send(json!({"type": "say", "text": text}));
-    let message = client.expect("message");
-    assert_eq!(message["text"], text);
-    message["id"].as_u64().expect("id")
-}
-
-#[track_caller]
-fn hears(client: &mut Client, id: u64, text: &str) {
-    let message = client.expect("message");
-    assert_eq!(
-        (message["id"].as_u64(), &message["text"]),
-        (Some(id), &json!(text))
-    );
+fn alice_on_a_and_bob_on_b(redis: &Redis, room: &str) -> (Pawl, Pawl, Client, Client) {
+    let (a, b) = (node(redis), node(redis));
+    redis.wait_for_nodes(2);
+    let mut alice = a.client(room);
+    alice.join("alice");
+    let mut bob = b.client(room);
+    let welcome = bob.join("bob");
+    sees_online(&mut bob, &welcome, "alice");
+    expect_presence(&mut alice, "joined", "bob");
+    (a, b, alice, bob)
 }
 
 #[test]
@@ -164,14 +164,7 @@ fn users_on_two_nodes_talk_dm_and_see_each_other() {
 #[test]
 fn ids_are_unique_and_increasing_under_concurrent_says() {
     let redis = Redis::start();
-    let (a, b) = (node(&redis), node(&redis));
-    redis.wait_for_nodes(2);
-    let mut alice = a.client("ids");
-    alice.join("alice");
-    let mut bob = b.client("ids");
-    let welcome = bob.join("bob");
-    sees_online(&mut bob, &welcome, "alice");
-    expect_presence(&mut alice, "joined", "bob");
+    let (_a, _b, mut alice, mut bob) = alice_on_a_and_bob_on_b(&redis, "ids");
 
     const EACH: usize = 15;
     for i in 0..EACH {
@@ -223,14 +216,7 @@ fn ids_are_unique_and_increasing_under_concurrent_says() {
 #[test]
 fn a_killed_node_drops_out_of_presence_within_the_bound() {
     let redis = Redis::start();
-    let (a, b) = (node(&redis), node(&redis));
-    redis.wait_for_nodes(2);
-    let mut alice = a.client("lobby");
-    alice.join("alice");
-    let mut bob = b.client("lobby");
-    let welcome = bob.join("bob");
-    sees_online(&mut bob, &welcome, "alice");
-    expect_presence(&mut alice, "joined", "bob");
+    let (a, b, _alice, mut bob) = alice_on_a_and_bob_on_b(&redis, "lobby");
 
     let killed = Instant::now();
     a.kill();
@@ -273,14 +259,7 @@ fn a_node_stopped_gracefully_says_goodbye_at_once() {
 #[test]
 fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
     let mut redis = Redis::start();
-    let (a, b) = (node(&redis), node(&redis));
-    redis.wait_for_nodes(2);
-    let mut alice = a.client("lobby");
-    alice.join("alice");
-    let mut bob = b.client("lobby");
-    let welcome = bob.join("bob");
-    sees_online(&mut bob, &welcome, "alice");
-    expect_presence(&mut alice, "joined", "bob");
+    let (a, _b, mut alice, mut bob) = alice_on_a_and_bob_on_b(&redis, "lobby");
     let before = say(&mut alice, "before");
     hears(&mut bob, before, "before");
 
@@ -318,14 +297,7 @@ fn a_redis_outage_keeps_each_node_serving_and_delivery_comes_back() {
 #[test]
 fn a_dm_sent_during_an_outage_reaches_the_other_node_live_when_redis_is_back() {
     let mut redis = Redis::start();
-    let (a, b) = (node(&redis), node(&redis));
-    redis.wait_for_nodes(2);
-    let mut alice = a.client("lobby");
-    alice.join("alice");
-    let mut bob = b.client("lobby");
-    let welcome = bob.join("bob");
-    sees_online(&mut bob, &welcome, "alice");
-    expect_presence(&mut alice, "joined", "bob");
+    let (_a, _b, mut alice, mut bob) = alice_on_a_and_bob_on_b(&redis, "lobby");
 
     redis.kill();
     // B cannot reach A now: the DM is bob's at once, and held for A.

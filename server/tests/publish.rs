@@ -43,17 +43,7 @@ fn post(addr: SocketAddr, target: &str, headers: &[&str], body: &[u8]) -> (u16, 
     request.extend_from_slice(body);
     let mut raw = Raw::connect(addr);
     raw.send(&request);
-    let text = String::from_utf8_lossy(&raw.read_to_end()).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
+    raw.response_to_end()
 }
 
 const BEARER: &str = "Authorization: Bearer s3cret-for-tests";

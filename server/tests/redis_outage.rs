@@ -15,28 +15,11 @@
 mod chat_util;
 
 use chat_util::redis::Redis;
-use chat_util::{Client, Pawl, texts};
+use chat_util::{Pawl, hears, say, texts};
 use serde_json::{Value, json};
 
 fn node(redis: &Redis) -> Pawl {
     Pawl::start(&["--redis", &redis.url(), "--presence-ttl", "1500ms"])
-}
-
-#[track_caller]
-fn say(client: &mut Client, text: &str) -> u64 {
-    client.send(json!({"type": "say", "text": text}));
-    let message = client.expect("message");
-    assert_eq!(message["text"], text);
-    message["id"].as_u64().expect("id")
-}
-
-#[track_caller]
-fn hears(client: &mut Client, id: u64, text: &str) {
-    let message = client.expect("message");
-    assert_eq!(
-        (message["id"].as_u64(), &message["text"]),
-        (Some(id), &json!(text))
-    );
 }
 
 /// The token Redis holds for `name` in `room`.

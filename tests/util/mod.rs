@@ -602,6 +602,23 @@ impl Raw {
         }
     }
 
+    /// Reads a whole HTTP response, until the peer closes (as it does after
+    /// a plain HTTP answer); returns its status code and its body.
+    #[track_caller]
+    pub fn response_to_end(&mut self) -> (u16, String) {
+        let text = String::from_utf8_lossy(&self.read_to_end()).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        (status, body)
+    }
+
     /// Completes a WebSocket upgrade on `path` by hand (the connection then
     /// carries frames only this test writes).
     #[track_caller]

@@ -18,6 +18,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 /// A running `pawl` binary; killed on drop.
 pub struct Pawl {
     child: Child,
@@ -134,4 +136,25 @@ impl Drop for Pawl {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Says `text` in `client`'s room and waits for its own copy; returns the
+/// message's id.
+#[track_caller]
+pub fn say(client: &mut Client, text: &str) -> u64 {
+    client.send(json!({"type": "say", "text": text}));
+    let message = client.expect("message");
+    assert_eq!(message["text"], text);
+    message["id"].as_u64().expect("id")
+}
+
+/// The next message `client` gets (presence events aside) is `text`, with
+/// id `id`.
+#[track_caller]
+pub fn hears(client: &mut Client, id: u64, text: &str) {
+    let message = client.expect("message");
+    assert_eq!(
+        (message["id"].as_u64(), &message["text"]),
+        (Some(id), &json!(text))
+    );
 }
