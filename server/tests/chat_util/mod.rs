@@ -82,6 +82,11 @@ impl Pawl {
         Pawl { child, addr, log }
     }
 
+    /// Its process id (to read /proc/PID).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log").clone()
