@@ -284,7 +284,7 @@ impl Cluster {
 
     /// Tells the other nodes (on the room's events topic); presence events
     /// bump this node's version. While the topics' link is down the event
-    /// is held (up to [`MAX_HELD_BYTES`]) and sent when it is back
+    /// is held (up to 1 MiB) and sent when it is back
     /// ([`Cluster::send_held`]): a DM, a join confirmed or a room written
     /// back while Redis was half back must reach the others live, not at
     /// their next reload. The receivers drop what they knew already (DMs
