@@ -10,27 +10,20 @@
 mod chat_util;
 
 use chat_util::redis::Redis;
-use chat_util::{Pawl, texts};
+use chat_util::{NO_RATE_LIMITS, Pawl, texts};
 use serde_json::json;
 
 #[test]
 fn what_the_budget_forgets_comes_back_from_redis() {
     let redis = Redis::start();
-    let unlimited = "1000000";
-    let pawl = Pawl::start(&[
-        "--redis",
-        &redis.url(),
-        "--chat-memory",
-        "1048576",
-        "--rate-limit",
-        unlimited,
-        "--rate-burst",
-        unlimited,
-        "--connect-rate",
-        unlimited,
-        "--connect-burst",
-        unlimited,
-    ]);
+    let url = redis.url();
+    let pawl = Pawl::start(
+        &[
+            &["--redis", &url, "--chat-memory", "1048576"][..],
+            &NO_RATE_LIMITS,
+        ]
+        .concat(),
+    );
     redis.wait_for_nodes(1);
 
     // An idle room with a backlog, and carol, offline with a DM waiting.

@@ -14,11 +14,14 @@
 //! ```
 
 mod chat_util;
+#[path = "../../tests/util/mod.rs"]
+mod util;
 
 use std::time::{Duration, Instant};
 
-use chat_util::{Client, Pawl};
+use chat_util::{Client, NO_RATE_LIMITS, Pawl};
 use serde_json::json;
+use util::proc_status_kib;
 
 /// The `--chat-memory` the abuse runs against.
 const BUDGET: usize = 4 << 20;
@@ -35,23 +38,11 @@ const ROUND_TWO_GROWTH: u64 = 4 << 20;
 /// where the abuse without one adds over 50 MB.
 const TOTAL_GROWTH: u64 = 12 << 20;
 
-/// The process's resident set and its peak, from /proc (VmRSS, VmHWM), in
-/// bytes.
+/// The process's resident set now and at its peak (VmRSS, VmHWM), in bytes.
 fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let field = |name: &str| {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"));
-        let kb: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .expect("a number of kB");
-        kb * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let pid = pid.to_string();
+    let bytes = |field| proc_status_kib(&pid, field) * 1024;
+    (bytes("VmRSS"), bytes("VmHWM"))
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -116,20 +107,8 @@ fn abuse(pawl: &Pawl, alice: &mut Client, round: &str) {
 
 #[test]
 fn the_chat_budget_bounds_the_binarys_resident_memory() {
-    let unlimited = "1000000";
     let budget = BUDGET.to_string();
-    let pawl = Pawl::start(&[
-        "--chat-memory",
-        &budget,
-        "--rate-limit",
-        unlimited,
-        "--rate-burst",
-        unlimited,
-        "--connect-rate",
-        unlimited,
-        "--connect-burst",
-        unlimited,
-    ]);
+    let pawl = Pawl::start(&[&["--chat-memory", &budget][..], &NO_RATE_LIMITS].concat());
     let started = Instant::now();
     let mut alice = pawl.client("lobby");
     alice.join("alice");

@@ -13,22 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use util::{Pawl, Raw, client_frame, upgrade_request};
-
-/// The process's peak resident set, from /proc (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("a number of kB");
-    kb * 1024
-}
+use util::{Pawl, Raw, client_frame, proc_status_kib, upgrade_request};
 
 #[test]
 fn twenty_clients_that_never_read_do_not_multiply_a_broadcast() {
@@ -71,7 +56,7 @@ fn twenty_clients_that_never_read_do_not_multiply_a_broadcast() {
     assert_eq!(sent, 1100, "the sender was held up");
     // Let the loop catch up, then look at the peak.
     std::thread::sleep(Duration::from_millis(500));
-    let peak = peak_rss(pawl.child.id());
+    let peak = proc_status_kib(&pawl.child.id().to_string(), "VmHWM") * 1024;
     println!(
         "sent {} MB; pawl's peak RSS {} MB",
         (sent * message.len()) >> 20,

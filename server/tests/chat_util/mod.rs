@@ -11,6 +11,19 @@ pub mod redis;
 // A glob: each test binary uses a different part of it.
 pub use client::*;
 
+/// Flags that lift the chat's message and connection rate limits, for the
+/// tests whose abuse is about memory, not rates.
+pub const NO_RATE_LIMITS: [&str; 8] = [
+    "--rate-limit",
+    "1000000",
+    "--rate-burst",
+    "1000000",
+    "--connect-rate",
+    "1000000",
+    "--connect-burst",
+    "1000000",
+];
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
