@@ -70,6 +70,12 @@ pub struct Stats {
     pub backpressure_events: u64,
     /// Gauge: bytes queued on connections and not yet written.
     pub unsent_bytes: u64,
+    /// Gauge: zlib compressors and decompressors held for connections in
+    /// the dedicated compression mode ([`Compression::Dedicated`](crate::Compression)),
+    /// some 130 KB and 47 KB each. A connection holds them from its first
+    /// compressed message until it has been idle for a sweep interval (at
+    /// most a second); it keeps only its windows' bytes meanwhile.
+    pub compression_streams: u64,
     /// The topics broker's Redis link, when the app has one
     /// ([`App::broker`](crate::App::broker)).
     pub broker: Option<RedisStats>,

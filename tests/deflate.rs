@@ -58,15 +58,27 @@ fn inflate(z: &mut Decompress, payload: &[u8]) -> Vec<u8> {
 }
 
 fn server(mode: Compression) -> TestServer {
+    server_with(ServerConfig::default().compression(mode))
+}
+
+fn server_with(config: ServerConfig) -> TestServer {
     TestServer::start(move || {
         app()
-            .config(
-                ServerConfig::default()
-                    .compression(mode)
-                    .max_message_size(1 << 20),
-            )
+            .config(config.max_message_size(1 << 20))
             .route("/echo", EchoServer, &["*"])
     })
+}
+
+/// Compression streams the server holds now, read on its loop.
+fn compression_streams(server: &TestServer) -> u64 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    server
+        .server
+        .run(move |ctx| {
+            let _ = tx.send(ctx.stats().compression_streams);
+        })
+        .expect("schedule");
+    rx.recv_timeout(util::TIMEOUT).expect("stats from the loop")
 }
 
 /// Upgrades with `offer` lines; returns the socket and the response head.
@@ -231,7 +243,13 @@ fn a_decompression_bomb_is_closed_with_1009_and_the_loop_serves_the_others() {
 
 #[test]
 fn dedicated_mode_keeps_both_windows_between_messages() {
-    let server = server(Compression::dedicated());
+    // A 2 s handshake timeout makes the sweep, which frees the compression
+    // streams of a connection idle for a whole interval, run every 500 ms:
+    // soon, but not between two lines of this test.
+    let config = ServerConfig::default()
+        .compression(Compression::dedicated())
+        .handshake_timeout(std::time::Duration::from_secs(2));
+    let server = server_with(config);
     let (mut raw, head) = upgrade(&server, &[CHROME_OFFER]);
     assert!(
         head.contains("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12; client_max_window_bits=12\r\n"),
@@ -243,15 +261,26 @@ fn dedicated_mode_keeps_both_windows_between_messages() {
     let mut theirs = Decompress::new(false);
     let text = json(300);
     let mut sizes = Vec::new();
-    for _ in 0..5 {
+    for round in 0..5 {
+        if round == 3 {
+            // Idle for a sweep: the server frees its compressor and
+            // decompressor, keeping only the windows' bytes.
+            assert_eq!(compression_streams(&server), 2);
+            util::wait_for("the idle connection's streams freed", || {
+                (compression_streams(&server) == 0).then_some(())
+            });
+        }
         raw.send(&frame(0xc1, &compress(&mut ours, &text)));
         let (first, payload) = read_frame(&mut raw);
         assert_eq!(first, 0xc1);
         sizes.push(payload.len());
         assert_eq!(inflate(&mut theirs, &payload), text);
     }
-    // The second time the whole message is a back-reference.
+    // The second time the whole message is a back-reference, and so it is
+    // after the rest: both sides' streams went on from the same history.
     assert!(sizes[1] * 4 < sizes[0], "{sizes:?}");
+    assert!(sizes[3] * 4 < sizes[0], "{sizes:?}");
+    assert_eq!(compression_streams(&server), 2);
 }
 
 #[test]

@@ -195,6 +195,11 @@ impl Collector for Snapshot {
             "bytes queued on connections and not yet written",
             clamp(s.unsent_bytes),
         )?;
+        gauge(
+            "compression_streams",
+            "zlib streams held for dedicated-mode compression",
+            clamp(s.compression_streams),
+        )?;
 
         let links = [("chat", self.chat_redis), ("topics", s.broker)];
         let links: Vec<_> = links

@@ -116,6 +116,7 @@ impl Net {
             .connections_opened
             .saturating_sub(stats.closed.total());
         stats.unsent_bytes = self.conns.iter().map(|(_, c)| c.unsent() as u64).sum();
+        stats.compression_streams = self.codecs.dedicated_streams() as u64;
         stats.broker = self.broker.as_ref().map(Broker::stats);
         stats
     }

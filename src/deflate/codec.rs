@@ -51,6 +51,19 @@ impl Deflater {
         }
     }
 
+    /// A compressor that goes on from `history`, the last bytes an earlier
+    /// one compressed with context takeover: its matches may reach into
+    /// them, as the receiver's window still holds them.
+    pub(crate) fn resume(window_bits: u8, history: &[u8]) -> Deflater {
+        let mut deflater = Deflater::new(window_bits);
+        if !history.is_empty() && deflater.z.set_dictionary(history).is_err() {
+            // Only a misuse errs (a dictionary after input); without it the
+            // compressor is merely fresh, which the receiver takes as well.
+            deflater.z.reset();
+        }
+        deflater
+    }
+
     /// Appends `payload`, compressed, to `out`. With `reset`, the window is
     /// forgotten afterwards (no context takeover).
     pub(crate) fn message(&mut self, payload: &[u8], out: &mut Vec<u8>, reset: bool) {
@@ -143,6 +156,20 @@ impl Inflater {
             z: Inflate::new(false, window_bits),
             window_bits,
         }
+    }
+
+    /// A decompressor that goes on from `history`, the last bytes an
+    /// earlier one inflated from a sender that keeps its context: the
+    /// sender's next message may refer back into them.
+    pub(crate) fn resume(window_bits: u8, history: &[u8]) -> Result<Inflater, InflateError> {
+        let mut inflater = Inflater::new(window_bits);
+        if !history.is_empty() {
+            inflater
+                .z
+                .set_dictionary(history)
+                .map_err(|_| InflateError::Corrupt)?;
+        }
+        Ok(inflater)
     }
 
     /// Appends the inflated `payload` to `out`, stopping with

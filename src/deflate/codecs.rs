@@ -3,8 +3,16 @@
 //! own, by connection key.
 //!
 //! A shared-mode connection costs nothing here: it is not listed. A
-//! dedicated one costs a map entry from its upgrade on and its zlib streams
-//! from its first compressed message on, until [`Codecs::close`].
+//! dedicated one costs a map entry from its upgrade on, and its zlib streams
+//! (some 180 KB with zlib-rs, most of it the compressor's hash table) from
+//! its first compressed message on, but only while it is busy: the streams
+//! of a connection that compressed and inflated nothing for a whole sweep
+//! interval are freed ([`Codecs::rest_idle`]) and made again at its next
+//! message, from the last window of bytes each way, which the entry keeps
+//! (at most 2^bits bytes a direction, only where context is taken over). So
+//! thousands of idle dedicated connections cost their windows, not their
+//! compressors, and the peer sees no difference: the new streams go on from
+//! the same history.
 
 use std::collections::HashMap;
 
@@ -41,12 +49,33 @@ fn shared_window_bits(len: usize) -> (usize, u8) {
     }
 }
 
-/// One dedicated-mode connection's streams, made when first needed.
+/// One dedicated-mode connection's streams, made when needed, and the
+/// history they go on from when made again.
 #[derive(Debug)]
 struct Dedicated {
     agreed: Agreed,
     deflater: Option<Deflater>,
     inflater: Option<Inflater>,
+    /// The last bytes compressed for the connection (up to the server's
+    /// window), when the server keeps its context.
+    sent: Vec<u8>,
+    /// The last bytes inflated from it (up to the client's window), when
+    /// the client keeps its context.
+    received: Vec<u8>,
+    /// A stream was used since the last [`Codecs::rest_idle`].
+    busy: bool,
+}
+
+/// Keeps the last `window` bytes of what `history` held followed by `data`.
+fn remember(history: &mut Vec<u8>, data: &[u8], window: usize) {
+    if data.len() >= window {
+        history.clear();
+        history.extend_from_slice(&data[data.len() - window..]);
+        return;
+    }
+    let excess = (history.len() + data.len()).saturating_sub(window);
+    history.drain(..excess);
+    history.extend_from_slice(data);
 }
 
 impl Codecs {
@@ -59,9 +88,35 @@ impl Codecs {
                     agreed: *agreed,
                     deflater: None,
                     inflater: None,
+                    sent: Vec::new(),
+                    received: Vec::new(),
+                    busy: false,
                 }),
             );
         }
+    }
+
+    /// Frees the streams of every dedicated connection that used none since
+    /// the last call (the sweep's interval): they are made again from the
+    /// kept history at its next message. Returns how many streams were
+    /// freed.
+    pub(crate) fn rest_idle(&mut self) -> usize {
+        let mut freed = 0;
+        for own in self.dedicated.values_mut() {
+            if !std::mem::take(&mut own.busy) {
+                freed += usize::from(own.deflater.take().is_some());
+                freed += usize::from(own.inflater.take().is_some());
+            }
+        }
+        freed
+    }
+
+    /// Compressors and decompressors held for dedicated connections now.
+    pub(crate) fn dedicated_streams(&self) -> usize {
+        self.dedicated
+            .values()
+            .map(|own| usize::from(own.deflater.is_some()) + usize::from(own.inflater.is_some()))
+            .sum()
     }
 
     /// Forgets connection `key`.
@@ -80,10 +135,22 @@ impl Codecs {
         match self.dedicated.get_mut(&key) {
             Some(own) => {
                 self.messages_deflated += 1;
-                let agreed = own.agreed;
-                own.deflater
-                    .get_or_insert_with(|| Deflater::new(agreed.server_window_bits()))
-                    .message(payload, out, agreed.server_no_context_takeover);
+                let Dedicated {
+                    agreed,
+                    deflater,
+                    sent,
+                    busy,
+                    ..
+                } = &mut **own;
+                let bits = agreed.server_window_bits();
+                let takeover = !agreed.server_no_context_takeover;
+                deflater
+                    .get_or_insert_with(|| Deflater::resume(bits, sent))
+                    .message(payload, out, !takeover);
+                if takeover {
+                    remember(sent, payload, 1 << bits);
+                }
+                *busy = true;
             }
             None => self.deflate_shared(payload, out),
         }
@@ -112,14 +179,102 @@ impl Codecs {
         if let Some(own) = self.dedicated.get_mut(&key)
             && !own.agreed.client_no_context_takeover
         {
-            let bits = own.agreed.client_window_bits();
-            return own
-                .inflater
-                .get_or_insert_with(|| Inflater::new(bits))
-                .message(payload, limit, out, false);
+            let Dedicated {
+                agreed,
+                inflater,
+                received,
+                busy,
+                ..
+            } = &mut **own;
+            let bits = agreed.client_window_bits();
+            let inflater = match inflater {
+                Some(inflater) => inflater,
+                None => inflater.insert(Inflater::resume(bits, received)?),
+            };
+            let start = out.len();
+            inflater.message(payload, limit, out, false)?;
+            remember(received, &out[start..], 1 << bits);
+            *busy = true;
+            return Ok(());
         }
         self.shared_inflater
             .get_or_insert_with(|| Box::new(Inflater::new(MAX_WINDOW_BITS)))
             .message(payload, limit, out, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Compression;
+    use crate::deflate::offer::negotiate;
+
+    /// A chat-like message, different each time but much like the others.
+    fn message(n: usize) -> Vec<u8> {
+        format!(
+            "{{\"type\":\"message\",\"id\":{n},\"from\":\"alice\",\"text\":\"hello number {n} from the chat\"}}"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn idle_dedicated_streams_are_freed_and_go_on_from_their_windows() {
+        let agreed = negotiate(
+            [&b"permessage-deflate; client_max_window_bits"[..]],
+            Compression::dedicated(),
+        )
+        .expect("accepted");
+        assert!(!agreed.server_no_context_takeover && !agreed.client_no_context_takeover);
+        let mut codecs = Codecs::default();
+        codecs.open(1, &agreed);
+        // The peer: a decompressor and a compressor that keep their
+        // context throughout, as a browser's do.
+        let mut peer_in = Inflater::new(MAX_WINDOW_BITS);
+        let mut peer_out = Deflater::new(agreed.client_window_bits());
+
+        let mut sizes = Vec::new();
+        for n in 0..6 {
+            if n == 3 {
+                // A sweep with traffic since the last one keeps the streams;
+                // the next, after none, frees them.
+                assert_eq!(codecs.rest_idle(), 0);
+                assert_eq!(codecs.dedicated_streams(), 2);
+                assert_eq!(codecs.rest_idle(), 2);
+                assert_eq!(codecs.dedicated_streams(), 0);
+            }
+            let text = message(n);
+            let mut wire = Vec::new();
+            codecs.deflate(1, &text, &mut wire);
+            sizes.push(wire.len());
+            let mut got = Vec::new();
+            peer_in
+                .message(&wire, 1 << 20, &mut got, false)
+                .expect("the peer inflates it");
+            assert_eq!(got, text, "message {n} to the peer");
+
+            let mut wire = Vec::new();
+            peer_out.message(&text, &mut wire, false);
+            let mut got = Vec::new();
+            codecs
+                .inflate(1, &wire, 1 << 20, &mut got)
+                .expect("the server inflates it");
+            assert_eq!(got, text, "message {n} from the peer");
+        }
+        // The first message after the rest still refers back to the ones
+        // before it: as small as the one before the rest, far smaller than
+        // the first.
+        assert!(sizes[3] <= sizes[2] + 2, "{sizes:?}");
+        assert!(sizes[3] * 2 < sizes[0], "{sizes:?}");
+        assert_eq!(codecs.dedicated_streams(), 2);
+    }
+
+    #[test]
+    fn a_window_keeps_the_last_bytes() {
+        let mut history = Vec::new();
+        remember(&mut history, b"abc", 4);
+        remember(&mut history, b"de", 4);
+        assert_eq!(history, b"bcde");
+        remember(&mut history, b"0123456", 4);
+        assert_eq!(history, b"3456");
     }
 }

@@ -26,6 +26,9 @@ impl ServerCore {
         let message_ms = config.message_timeout.as_millis() as u32;
         let mut expired = Vec::new();
         let now = self.net.now;
+        // Dedicated compression streams idle for a whole interval are freed
+        // (made again from their windows when next needed).
+        let rested = self.net.codecs.rest_idle();
         let mut released = 0;
         for (key, conn) in self.net.conns.iter_mut() {
             if !conn.has(flag::RECENT) {
@@ -55,6 +58,8 @@ impl ServerCore {
             }
         }
         self.net.recount_unsent();
+        // A compressor and decompressor are some 180 KB between them.
+        released += rested * (90 << 10);
         if released >= RELEASE_TRIM_THRESHOLD {
             give_back_free_memory();
         }

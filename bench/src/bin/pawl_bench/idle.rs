@@ -4,7 +4,10 @@
 //! again, since many servers allocate buffers only on first use. With
 //! `--deflate` every connection offers permessage-deflate (the figure is
 //! then memory per connection with deflate negotiated) and the one echo is
-//! compressed; `--echo-size` and `--json` choose that message.
+//! compressed; `--echo-size` and `--json` choose that message. A third
+//! reading, `--rest-ms` after the echo, shows what a server gives back once
+//! its connections are quiet again (pawl's dedicated compression mode frees
+//! an idle connection's zlib streams within two sweeps, at most 2 s).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,10 @@ pub struct Args {
     /// Milliseconds to wait before each RSS reading.
     #[arg(long, default_value_t = 500)]
     pub settle_ms: u64,
+    /// Milliseconds after the echo's RSS reading before the last one
+    /// (`bytes_per_conn_rested`; the same reading again with 0).
+    #[arg(long, default_value_t = 0)]
+    pub rest_ms: u64,
     #[command(flatten)]
     pub options: FleetOptions,
 }
@@ -53,6 +60,8 @@ pub fn run(args: &Args) -> Result<(), Error> {
     fleet.wait_all("echoed", Duration::from_secs(30))?;
     std::thread::sleep(settle);
     let rss_used = procfs::rss_bytes(pid)?;
+    std::thread::sleep(Duration::from_millis(args.rest_ms));
+    let rss_rested = procfs::rss_bytes(pid)?;
     fleet.quit()?;
     let (server, path) = args.target.parse()?;
     let agreed = crate::conn::probe_extension(server, &path, args.options.deflate)?
@@ -60,7 +69,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
 
     let per_conn = |rss: u64| (rss as f64 - rss_before as f64) / args.conns as f64;
     eprintln!(
-        "idle: deflate {agreed}; {} conns opened in {open_secs:.1} s by {} processes; server RSS {:.1} MiB before, {:.1} MiB idle ({:.0} B/conn), {:.1} MiB after one echo each ({:.0} B/conn)",
+        "idle: deflate {agreed}; {} conns opened in {open_secs:.1} s by {} processes; server RSS {:.1} MiB before, {:.1} MiB idle ({:.0} B/conn), {:.1} MiB after one echo each ({:.0} B/conn), {:.1} MiB {} ms later ({:.0} B/conn)",
         args.conns,
         args.conns.div_ceil(args.per_process),
         rss_before as f64 / 1048576.0,
@@ -68,6 +77,9 @@ pub fn run(args: &Args) -> Result<(), Error> {
         per_conn(rss_idle),
         rss_used as f64 / 1048576.0,
         per_conn(rss_used),
+        rss_rested as f64 / 1048576.0,
+        args.rest_ms,
+        per_conn(rss_rested),
     );
     println!(
         "{}",
@@ -78,6 +90,10 @@ pub fn run(args: &Args) -> Result<(), Error> {
             ("rss_idle", rss_idle.to_string()),
             ("bytes_per_conn", format!("{:.0}", per_conn(rss_idle))),
             ("bytes_per_conn_used", format!("{:.0}", per_conn(rss_used))),
+            (
+                "bytes_per_conn_rested",
+                format!("{:.0}", per_conn(rss_rested))
+            ),
             ("open_secs", format!("{open_secs:.2}")),
             ("deflate", agreed),
         ])
