@@ -143,3 +143,38 @@ pub fn deflate(payload: &[u8], window_bits: u8) -> Vec<u8> {
     });
     out
 }
+
+/// The loop's compression state (shared compressors and dedicated
+/// connections' streams), for `benches/deflate.rs`: what a message costs
+/// to compress in each mode, and what a dedicated connection's streams
+/// cost to make again after they were freed for idleness.
+#[derive(Debug, Default)]
+pub struct Codecs {
+    inner: crate::deflate::codecs::Codecs,
+}
+
+impl Codecs {
+    /// Registers connection `key` as agreeing to `offer` (a
+    /// `Sec-WebSocket-Extensions` value) in `mode`; false if declined.
+    pub fn open(&mut self, key: u32, offer: &str, mode: Compression) -> bool {
+        match crate::deflate::offer::negotiate([offer.as_bytes()], mode) {
+            Some(agreed) => {
+                self.inner.open(key, &agreed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Appends `payload` compressed for connection `key` to `out` (shared
+    /// when `key` is not dedicated).
+    pub fn deflate(&mut self, key: u32, payload: &[u8], out: &mut Vec<u8>) {
+        self.inner.deflate(key, payload, out);
+    }
+
+    /// The sweep's step: frees the streams idle since the last call;
+    /// returns how many.
+    pub fn rest_idle(&mut self) -> usize {
+        self.inner.rest_idle()
+    }
+}
