@@ -1,5 +1,6 @@
-//! What the fuzz targets in `fuzz/` reach of the library's insides, behind
-//! the `fuzzing` cargo feature: nothing here is public API, and each entry
+//! What the fuzz targets in `fuzz/` (and `benches/deflate.rs`) reach of the
+//! library's insides, behind the `fuzzing` cargo feature: nothing here is
+//! public API, and each entry
 //! point is one small function so that a target can be re-pointed when the
 //! code under it changes (the RESP codec is about to).
 //!
