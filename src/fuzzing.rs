@@ -1,8 +1,7 @@
 //! What the fuzz targets in `fuzz/` (and `benches/deflate.rs`) reach of the
 //! library's insides, behind the `fuzzing` cargo feature: nothing here is
-//! public API, and each entry
-//! point is one small function so that a target can be re-pointed when the
-//! code under it changes (the RESP codec is about to).
+//! public API, and each entry point is one small function so that a target
+//! can be re-pointed when the code under it changes.
 //!
 //! The frame decoder needs nothing here: [`crate::frame::Decoder`] is public
 //! and sans-IO already.
