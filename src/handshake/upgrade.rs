@@ -227,8 +227,11 @@ pub(crate) fn check<'b>(head: &Head<'_, 'b>) -> Result<&'b [u8], Refusal> {
 }
 
 /// True for canonical base64 of exactly 16 bytes: 22 characters, the last
-/// of which carries only 2 bits (its low 4 are zero), then `==`. This is
-/// what tungstenite accepts (a strict base64 decode to 16 bytes).
+/// of which carries only 2 bits (its low 4 are zero), then `==`, as every
+/// browser sends. tungstenite's decoder (data-encoding) also takes padded
+/// chunks run together that add up to 16 bytes (`dGhlIHNhbXBsZSBuZQ==5b2j`,
+/// found by the handshake fuzz target); that is not one base64 value
+/// (RFC 4648 §3.3), and pawl refuses it.
 fn is_valid_key(key: &[u8]) -> bool {
     let [body @ .., b'=', b'='] = key else {
         return false;
@@ -396,6 +399,23 @@ mod tests {
         );
         let twice = BASE.replace("Host: h\r\n", "Host: h\r\nhost: i\r\n");
         assert_eq!(refusal(&twice), Some(Refusal::Host));
+    }
+
+    /// Found by the `handshake` fuzz target: tungstenite's base64 decoder
+    /// takes padded chunks run together (13 + 3 bytes here); pawl wants one
+    /// base64 value, as browsers send.
+    #[test]
+    fn a_key_of_padded_chunks_run_together_is_refused() {
+        let input = BASE.replace("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBuZQ==5b2j");
+        assert!(
+            tungstenite_101(input.as_bytes()).is_some(),
+            "tungstenite takes it"
+        );
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = Head::parse(input.as_bytes(), &mut headers)
+            .expect("well formed")
+            .expect("complete");
+        assert_eq!(check(&head).err(), Some(Refusal::BadKey));
     }
 
     #[test]
