@@ -177,6 +177,14 @@ impl RedisStats {
     }
 }
 
+/// `up (0 pending)`, `down (12 pending)`: the link in a log line.
+impl std::fmt::Display for RedisStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.connected { "up" } else { "down" };
+        write!(f, "{state} ({} pending)", self.pending)
+    }
+}
+
 impl Stats {
     /// The counters as one log line:
     /// `open 3, opened 10, closed 7, refused 2, in 40 msgs / 2.1 KB, out 80 msgs / 4.0 KB, unsent 0 B, backpressure 0`.
@@ -196,11 +204,7 @@ impl Stats {
             self.backpressure_events,
         );
         if let Some(redis) = self.broker {
-            let state = if redis.connected { "up" } else { "down" };
-            line.push_str(&format!(
-                ", broker redis {state} ({} pending)",
-                redis.pending
-            ));
+            line.push_str(&format!(", broker redis {redis}"));
         }
         line
     }

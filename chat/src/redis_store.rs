@@ -353,8 +353,6 @@ fn json<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
     serde_json::from_slice(value.as_bytes()?).ok()
 }
 
-/// Reads `name`'s direct messages in `room` into the load `l`, and counts
-/// that reply done.
 /// If Redis does not answer a load of `room` within [`LOAD_TIMEOUT`], the
 /// room goes on from memory; the answer, when it comes, is merged all the
 /// same.
@@ -368,6 +366,8 @@ fn give_up_after_timeout(ctx: &mut Context<'_, Chat>, room: &str) {
     });
 }
 
+/// Reads `name`'s direct messages in `room` into the load `l`, and counts
+/// that reply done.
 fn load_dms(client: &RedisClient, room: &str, name: String, l: Rc<RefCell<Load>>) {
     let key = RedisStore::dm_key(room, &name);
     client.command(

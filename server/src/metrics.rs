@@ -49,8 +49,7 @@ impl Snapshot {
     pub fn summary(&self) -> String {
         let mut line = self.stats.summary();
         if let Some(redis) = self.chat_redis {
-            let state = if redis.connected { "up" } else { "down" };
-            line.push_str(&format!(", chat redis {state} ({} pending)", redis.pending));
+            line.push_str(&format!(", chat redis {redis}"));
         }
         line
     }

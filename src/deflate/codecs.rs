@@ -49,6 +49,10 @@ fn shared_window_bits(len: usize) -> (usize, u8) {
     }
 }
 
+/// Roughly what one zlib-rs stream holds (a compressor some 130 KB, a
+/// decompressor some 47 KB): what freeing one gives back to the allocator.
+pub(crate) const STREAM_BYTES: usize = 90 << 10;
+
 /// One dedicated-mode connection's streams, made when needed, and the
 /// history they go on from when made again.
 #[derive(Debug)]

@@ -41,8 +41,7 @@ pub(crate) struct Known<'b> {
     pub(crate) version: Option<&'b [u8]>,
     pub(crate) key: Option<&'b [u8]>,
     pub(crate) origin: Option<&'b [u8]>,
-    /// The first `Host` header, and whether there was more than one.
-    pub(crate) host: Option<&'b [u8]>,
+    /// How many `Host` headers there were (exactly one is allowed).
     pub(crate) hosts: u8,
 }
 
@@ -54,7 +53,7 @@ impl<'b> Known<'b> {
             let (slot, name) = match h.name.len() {
                 4 if h.name.eq_ignore_ascii_case("host") => {
                     known.hosts = known.hosts.saturating_add(1);
-                    (&mut known.host, "host")
+                    continue;
                 }
                 6 => (&mut known.origin, "origin"),
                 7 => (&mut known.upgrade, "upgrade"),
@@ -194,7 +193,7 @@ pub(crate) fn check<'b>(head: &Head<'_, 'b>) -> Result<&'b [u8], Refusal> {
         return Err(Refusal::Version);
     }
     let known = &head.known;
-    if known.host.is_none() || known.hosts > 1 {
+    if known.hosts != 1 {
         return Err(Refusal::Host);
     }
     // tungstenite reads the first `Connection` header as text, which `http`

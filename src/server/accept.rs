@@ -21,8 +21,6 @@ pub(super) struct Acceptor {
     /// descriptors, closing it makes room to accept and close the pending
     /// connection, so the listener does not stay readable forever.
     reserve_fd: Option<File>,
-    /// Connections refused (limit, shutdown, no descriptors), for the log.
-    refused: u64,
     /// Set for `wss://`: every accepted socket starts a TLS session.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -32,7 +30,6 @@ impl Acceptor {
         Acceptor {
             listener: Some(listener),
             reserve_fd: File::open("/dev/null").ok(),
-            refused: 0,
             tls,
         }
     }
@@ -52,10 +49,7 @@ impl Acceptor {
                 return Ok(());
             };
             match listener.accept() {
-                Ok((stream, peer)) => {
-                    self.admit(net, registry, stream, peer);
-                    net.stats.connections_refused = self.refused;
-                }
+                Ok((stream, peer)) => self.admit(net, registry, stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e)
                     if matches!(
@@ -64,8 +58,10 @@ impl Acceptor {
                             | io::ErrorKind::ConnectionAborted
                             | io::ErrorKind::ConnectionReset
                     ) => {}
-                Err(e) if out_of_descriptors(&e) => match self.shed_one_connection() {
-                    Shed::One => net.stats.connections_refused = self.refused,
+                Err(e) if out_of_descriptors(&e) => match self
+                    .shed_one_connection(&mut net.stats.connections_refused)
+                {
+                    Shed::One => {}
                     // Linux reports EMFILE before it looks at the backlog, so
                     // an empty backlog looks the same as a full one: stop
                     // here, or this loop spins while every descriptor is used.
@@ -86,21 +82,19 @@ impl Acceptor {
     }
 
     /// Accepts one pending connection with the reserve descriptor's slot and
-    /// closes it at once.
-    fn shed_one_connection(&mut self) -> Shed {
+    /// closes it at once, counting it in `refused` (the server's counter,
+    /// which also paces the log).
+    fn shed_one_connection(&mut self, refused: &mut u64) -> Shed {
         if self.reserve_fd.take().is_none() {
             return Shed::NoReserve;
         }
         let shed = match self.listener.as_ref().map(TcpListener::accept) {
             Some(Ok((stream, peer))) => {
-                self.refused += 1;
+                *refused += 1;
                 // One line per power of two, as at max connections: running
                 // out under a flood must not flood the log as well.
-                if self.refused.is_power_of_two() {
-                    warn!(
-                        "out of file descriptors: refused {peer} ({} refused so far)",
-                        self.refused
-                    );
+                if refused.is_power_of_two() {
+                    warn!("out of file descriptors: refused {peer} ({refused} refused so far)");
                 }
                 drop(stream);
                 Shed::One
@@ -124,12 +118,13 @@ impl Acceptor {
 
     fn admit(&mut self, net: &mut Net, registry: &Registry, stream: TcpStream, peer: SocketAddr) {
         if net.conns.len() >= net.config.max_connections || net.shutting_down {
-            self.refused += 1;
+            let refused = &mut net.stats.connections_refused;
+            *refused += 1;
             // One line per power of two: a flood must not flood the log too.
-            if self.refused.is_power_of_two() {
+            if refused.is_power_of_two() {
                 warn!(
-                    "at max connections ({}): refused {peer} ({} refused so far)",
-                    net.config.max_connections, self.refused
+                    "at max connections ({}): refused {peer} ({refused} refused so far)",
+                    net.config.max_connections
                 );
             }
             return;

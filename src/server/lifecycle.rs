@@ -58,8 +58,7 @@ impl ServerCore {
             }
         }
         self.net.recount_unsent();
-        // A compressor and decompressor are some 180 KB between them.
-        released += rested * (90 << 10);
+        released += rested * crate::deflate::codecs::STREAM_BYTES;
         if released >= RELEASE_TRIM_THRESHOLD {
             give_back_free_memory();
         }
